@@ -1,0 +1,24 @@
+# The README's first commands. Each bootstraps a fresh Debian machine (apt packages if missing,
+# a virtualenv at .venv with pinned requirements) before it runs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint bench clean
+
+setup:
+	scripts/bootstrap.sh $(VENV)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy edge
+
+bench: setup
+	$(PY) bench/inference.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,173 @@
+"""The ``asl-edge`` command. Only this module turns errors into messages and exit codes.
+
+Exit codes: 0 success, 2 bad input (a source, checkpoint, bundle or config that cannot be used),
+1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from edge import __version__
+from edge.errors import AslEdgeError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+log = logging.getLogger("asl-edge")
+
+
+def _error(message: str) -> None:
+    print(f"asl-edge: error: {message}", file=sys.stderr, flush=True)
+
+
+def _parse_roi(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected x,y,width,height as fractions, got {text!r}")
+    return values[0], values[1], values[2], values[3]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from convert.pipeline import convert_checkpoint
+    from edge.preprocess import PreprocessParams
+
+    try:
+        preprocessing = PreprocessParams(resize_short_side=args.resize_short_side, roi=args.roi)
+    except ValueError as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    result = convert_checkpoint(
+        args.checkpoint, args.labels, args.frames, args.output, preprocessing, args.parity_clips
+    )
+    parity = result.parity
+    spec = result.manifest.spec
+    print(
+        f"wrote {result.bundle}: {spec.num_classes} classes, input {list(spec.input_shape)}, "
+        f"output {list(spec.output_shape)}"
+    )
+    print(
+        f"parity (ONNX Runtime vs PyTorch, {parity.clips} clips): max abs diff "
+        f"{parity.max_abs_diff:.3g}, relative {parity.max_rel_diff:.3g}, top-1 agreement "
+        f"{parity.top1_agreement:.0%}"
+    )
+    return EXIT_OK
+
+
+def _open_recognizer(args: argparse.Namespace):
+    from edge.backends.select import open_backend
+    from edge.bundle import load_bundle, resolve_bundle_path
+    from edge.config import load_config
+    from edge.recognize import VideoRecognizer
+
+    config = load_config(args.config).model
+    bundle = load_bundle(resolve_bundle_path(args.bundle, config.bundle))
+    backend = open_backend(bundle, config.backend, args.threads or config.threads)
+    top_k = args.top_k or config.top_k
+    combine = args.combine or config.combine
+    return VideoRecognizer(backend, combine, top_k, config.min_confidence)  # type: ignore[arg-type]
+
+
+def cmd_recognize(args: argparse.Namespace) -> int:
+    recognizer = _open_recognizer(args)
+    failed = 0
+    try:
+        for source in args.sources:
+            try:
+                recognition = recognizer.recognize_source(source)
+            except AslEdgeError as exc:
+                failed += 1
+                message = str(exc)
+                _error(message if source in message else f"{source}: {message}")
+                continue
+            if args.json:
+                print(json.dumps(recognition.to_json(), ensure_ascii=False), flush=True)
+            else:
+                decision = recognition.result
+                print(f"{source}\t{decision.word}\t{decision.confidence:.3f}", flush=True)
+    finally:
+        recognizer.backend.close()
+    return EXIT_BAD_INPUT if failed else EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from edge.config import read_config
+
+    _, problems = read_config(args.file)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return EXIT_BAD_INPUT
+    print(f"{args.file}: ok")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asl-edge", description="American Sign Language word recognition on the edge."
+    )
+    parser.add_argument("--version", action="version", version=f"asl-edge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    convert = commands.add_parser("convert", help="WLASL I3D checkpoint to a verified ONNX bundle")
+    convert.add_argument("checkpoint", help="PyTorch state_dict (.pt/.pth) of a WLASL InceptionI3d")
+    convert.add_argument("--labels", required=True, help="wlasl_class_list.txt or one gloss per line")
+    convert.add_argument(
+        "--frames", type=_positive_int, default=64, help="clip length T (multiple of 8, >= 16)"
+    )
+    convert.add_argument("-o", "--output", required=True, help="bundle directory to write")
+    convert.add_argument("--resize-short-side", type=_positive_int, default=256, help="pixels (default 256)")
+    convert.add_argument("--roi", type=_parse_roi, help="region of interest x,y,w,h as fractions")
+    convert.add_argument("--parity-clips", type=_positive_int, default=3, help="clips for the parity check")
+    convert.set_defaults(handler=cmd_convert)
+
+    recognize = commands.add_parser("recognize", help="recognize the sign in video files or URLs")
+    recognize.add_argument("sources", nargs="+", metavar="SOURCE", help="video file or http(s) URL")
+    recognize.add_argument("--bundle", help="model bundle (default: config, else the demo bundle)")
+    recognize.add_argument("--config", help="config file (default: $ASL_EDGE_CONFIG, /etc/asl-edge)")
+    recognize.add_argument("--top-k", type=_positive_int, help="ranked words to report")
+    recognize.add_argument("--combine", choices=("mean", "max"), help="score combination over time")
+    recognize.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    recognize.add_argument("--json", action="store_true", help="one JSON object per source")
+    recognize.set_defaults(handler=cmd_recognize)
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(handler=cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="asl-edge: %(levelname)s: %(message)s",
+    )
+    try:
+        return args.handler(args)
+    except AslEdgeError as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

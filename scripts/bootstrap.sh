@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian/Ubuntu machine for asl-edge: missing apt packages (only those not yet
+# installed, so a ready machine needs no root), then a virtualenv with the pinned requirements.
+# Usage: scripts/bootstrap.sh VENV_DIR
+set -euo pipefail
+venv=${1:-.venv}
+here=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-python3}
+
+missing=()
+while read -r package; do
+    [[ -z "$package" || "$package" == \#* ]] && continue
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done < "$here/requirements/apt.txt"
+if ! "$python" -c "import venv, ensurepip" 2>/dev/null; then
+    missing+=(python3-venv)
+fi
+if ((${#missing[@]})); then
+    echo "bootstrap: installing apt packages: ${missing[*]}"
+    sudo_cmd=()
+    [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+stamp="$venv/.asl-edge-installed"
+if [[ -f "$stamp" && "$stamp" -nt "$here/requirements/ci.txt" && "$stamp" -nt "$here/setup.py" ]]; then
+    exit 0
+fi
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
+    echo "bootstrap: $python is older than Python 3.10" >&2; exit 1; }
+[[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+"$venv/bin/python" -m pip install -q -r "$here/requirements/ci.txt"
+"$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$here"
+touch "$stamp"

@@ -1,0 +1,31 @@
+"""asl-edge: American Sign Language word recognition for NVIDIA Jetson kiosks."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+
+setup(
+    name="asl-edge",
+    version="0.1.0",
+    description="ASL word recognition on the edge: I3D to ONNX/TensorRT, kiosk daemon, MQTT, S3 sync",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["edge", "edge.*", "convert", "calibration", "demo", "bench"]),
+    package_data={"demo": ["bundle/*"]},
+    install_requires=[
+        "numpy>=1.24",
+        "onnxruntime>=1.17",
+        "opencv-python-headless>=4.8",
+        "tomli>=2.0; python_version < '3.11'",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "convert": ["torch>=2.1", "onnx>=1.15", "onnxscript>=0.1"],
+        "jetson": ["pycuda>=2022.1"],
+        "test": ["pytest>=8", "ruff>=0.5", "mypy>=1.10", "psutil>=5.9"],
+    },
+    entry_points={"console_scripts": ["asl-edge=edge.cli:main"]},
+)

@@ -1,0 +1,103 @@
+"""Shared fixtures: small random I3D checkpoints, bundles converted from them, test videos, and a
+local HTTP server. Everything is made at test time; nothing is downloaded."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from convert.i3d import InceptionI3d
+from convert.random_model import randomize
+
+TINY_WIDTH = 0.125
+TINY_CLASSES = 10
+TINY_FRAMES = 16
+
+
+def save_checkpoint(model: InceptionI3d, path: Path, prefix: str = "") -> Path:
+    torch.save({prefix + key: value for key, value in model.state_dict().items()}, path)
+    return path
+
+
+def write_labels(path: Path, count: int, indexed: bool = True) -> Path:
+    lines = [f"{i}\tgloss{i}" if indexed else f"gloss{i}" for i in range(count)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
+    """Write BGR frames with OpenCV's mp4v encoder (what pip's OpenCV can write)."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def moving_blob_frames(count: int, size=(320, 240), colour=(0, 0, 255), seed: int = 0) -> list[np.ndarray]:
+    """A coloured disc crossing a textured background: content a model's output depends on."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    background = cv2.GaussianBlur(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), (0, 0), 8)
+    frames = []
+    for i in range(count):
+        frame = background.copy()
+        x = int(width * (0.2 + 0.6 * i / max(1, count - 1)))
+        cv2.circle(frame, (x, height // 2), height // 6, colour, -1)
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> InceptionI3d:
+    return randomize(InceptionI3d(TINY_CLASSES, width=TINY_WIDTH), seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_model: InceptionI3d, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_checkpoint(tiny_model, tmp_path_factory.mktemp("ckpt") / "tiny.pt", prefix="module.")
+
+
+@pytest.fixture(scope="session")
+def tiny_labels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_labels(tmp_path_factory.mktemp("labels") / "wlasl_class_list.txt", 2 * TINY_CLASSES)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_checkpoint: Path, tiny_labels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from convert.pipeline import convert_checkpoint
+
+    out = tmp_path_factory.mktemp("bundle") / "tiny"
+    convert_checkpoint(tiny_checkpoint, tiny_labels, TINY_FRAMES, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def http_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A directory served over HTTP on a free loopback port: (directory, base URL)."""
+    root = tmp_path_factory.mktemp("www")
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

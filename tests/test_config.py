@@ -1,0 +1,77 @@
+"""Config: typed, validated, unknown keys rejected, one line per problem."""
+
+from pathlib import Path
+
+import pytest
+
+from edge.cli import main
+from edge.config import Config, load_config, read_config
+from edge.errors import ConfigError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_work_without_a_file(monkeypatch):
+    monkeypatch.delenv("ASL_EDGE_CONFIG", raising=False)
+    monkeypatch.setattr("edge.config.DEFAULT_CONFIG_PATH", Path("/nonexistent/config.toml"))
+    config = load_config(None)
+    assert config == Config()
+    assert config.model.backend == "auto"
+    assert config.model.top_k == 5
+
+
+def test_valid_file_and_relative_bundle(tmp_path):
+    path = _write(
+        tmp_path,
+        '[device]\nid = "kiosk-7"\n[model]\nbundle = "models/wlasl100"\ntop_k = 3\nmin_confidence = 1\n',
+    )
+    config = load_config(path)
+    assert config.device.id == "kiosk-7"
+    assert config.model.bundle == str(tmp_path.resolve() / "models/wlasl100")
+    assert config.model.min_confidence == 1.0
+    assert config.model.top_k == 3
+
+
+def test_environment_variable_names_the_file(tmp_path, monkeypatch):
+    path = _write(tmp_path, "[model]\ntop_k = 2\n")
+    monkeypatch.setenv("ASL_EDGE_CONFIG", str(path))
+    assert load_config(None).model.top_k == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[model]\ntopk = 3\n", "model.topk: unknown key"),
+        ("[modle]\n", "modle: unknown section"),
+        ("[model]\ntop_k = 0\n", "model.top_k: 0 is below the minimum 1"),
+        ('[model]\ntop_k = "5"\n', "model.top_k: expected int, got str"),
+        ("[model]\ntop_k = true\n", "model.top_k: expected int, got bool"),
+        ('[model]\nbackend = "cuda"\n', "model.backend: 'cuda' is not one of auto, onnxruntime"),
+        ("[model]\nmin_confidence = 1.5\n", "model.min_confidence: 1.5 is above the maximum 1.0"),
+        ('[device]\nid = "a/b"\n', "device.id: 'a/b' must be 1-64 ASCII"),
+        ("model = 3\n", "model: must be a table"),
+        ("[model\n", "invalid TOML"),
+    ],
+)
+def test_problems_name_the_key(tmp_path, text, problem):
+    _, problems = read_config(_write(tmp_path, text))
+    assert len(problems) == 1
+    assert problem in problems[0]
+    with pytest.raises(ConfigError, match=r"config\.toml"):
+        load_config(tmp_path / "config.toml")
+
+
+def test_check_config_lists_every_problem(tmp_path, capsys):
+    path = _write(tmp_path, '[model]\ntop_k = 0\ncombine = "median"\nfoo = 1\n')
+    assert main(["check-config", str(path)]) == 2
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith("model.") for line in lines)
+    good = _write(tmp_path, "[model]\ntop_k = 1\n")
+    assert main(["check-config", str(good)]) == 0
+    assert capsys.readouterr().out.strip().endswith(": ok")
+    assert main(["check-config", str(tmp_path / "missing.toml")]) == 2

@@ -1,0 +1,175 @@
+"""``asl-edge recognize`` on files and URLs: results, windows, padding, and bad inputs."""
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from edge.backends.onnxruntime import OnnxRuntimeBackend
+from edge.bundle import load_bundle
+from edge.cli import main
+from edge.decode import class_scores, decode
+from edge.errors import VideoError
+from edge.preprocess import FrameCropper, frames_to_clip
+from edge.recognize import VideoRecognizer
+from tests.conftest import moving_blob_frames, write_video
+
+
+def _expected_word(bundle_dir, frames) -> str:
+    """Recognition computed by hand with plain ONNX Runtime, for one window."""
+    bundle = load_bundle(bundle_dir)
+    cropper = FrameCropper(bundle.spec.preprocessing)
+    clip = frames_to_clip([cropper(f) for f in frames])
+    session = ort.InferenceSession(str(bundle.model_path), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"clip": clip})[0]
+    return decode(class_scores(logits), bundle.spec.labels).word
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("videos")
+    return {
+        "red": write_video(folder / "red.mp4", moving_blob_frames(16, colour=(0, 0, 255), seed=1)),
+        "green": write_video(folder / "green.avi", moving_blob_frames(16, colour=(0, 255, 0), seed=2)),
+        "long": write_video(folder / "long.mp4", moving_blob_frames(40, size=(480, 640), seed=3)),
+        "short": write_video(folder / "short.mp4", moving_blob_frames(5, seed=4)),
+    }
+
+
+def test_json_output_fields_and_exit_code(tiny_bundle, videos, capsys):
+    code = main(
+        [
+            "recognize",
+            str(videos["red"]),
+            str(videos["green"]),
+            "--bundle",
+            str(tiny_bundle),
+            "--json",
+            "--top-k",
+            "3",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert err == ""
+    rows = [json.loads(line) for line in out.strip().splitlines()]
+    assert [row["source"] for row in rows] == [str(videos["red"]), str(videos["green"])]
+    for row in rows:
+        assert set(row) >= {"source", "word", "confidence", "top_k", "latency_ms"}
+        assert len(row["top_k"]) == 3
+        assert row["top_k"][0]["word"] == row["word"]
+        assert row["confidence"] == pytest.approx(row["top_k"][0]["score"], abs=1e-6)
+        scores = [k["score"] for k in row["top_k"]]
+        assert scores == sorted(scores, reverse=True)
+        assert row["latency_ms"] > 0
+
+
+def test_word_matches_a_hand_computed_inference(tiny_bundle, videos, capsys):
+    from tests.conftest import moving_blob_frames as frames_of
+
+    for name, colour, seed in (("red", (0, 0, 255), 1), ("green", (0, 255, 0), 2)):
+        main(["recognize", str(videos[name]), "--bundle", str(tiny_bundle), "--json"])
+        row = json.loads(capsys.readouterr().out)
+        # Decoded (lossy mp4v) frames differ slightly from the originals; the word must not.
+        assert row["word"] == _expected_word(tiny_bundle, frames_of(16, colour=colour, seed=seed))
+
+
+def test_plain_output_is_one_line_per_source(tiny_bundle, videos, capsys):
+    assert main(["recognize", str(videos["red"]), "--bundle", str(tiny_bundle)]) == 0
+    line = capsys.readouterr().out.strip()
+    source, word, confidence = line.split("\t")
+    assert source == str(videos["red"])
+    assert word.startswith("gloss")
+    assert 0 < float(confidence) <= 1
+
+
+def test_long_videos_are_split_and_short_ones_padded(tiny_bundle, videos):
+    bundle = load_bundle(tiny_bundle)
+    recognizer = VideoRecognizer(OnnxRuntimeBackend(bundle.model_path, bundle.spec))
+    long = recognizer.recognize_source(str(videos["long"]))
+    assert (long.frames, long.windows) == (40, 3)  # 0-15, 16-31, and 24-39 for the remainder
+    short = recognizer.recognize_source(str(videos["short"]))
+    assert (short.frames, short.windows) == (5, 1)
+    exact = recognizer.recognize_frames(moving_blob_frames(32))
+    assert exact[1:] == (32, 2)
+
+
+def test_padding_repeats_the_last_frame(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    recognizer = VideoRecognizer(OnnxRuntimeBackend(bundle.model_path, bundle.spec), top_k=10)
+    frames = moving_blob_frames(6, seed=9)
+    padded = frames + [frames[-1]] * 10
+    short, _, _ = recognizer.recognize_frames(frames)
+    full, _, _ = recognizer.recognize_frames(padded)
+    assert [s.word for s in short.top_k] == [s.word for s in full.top_k]
+    assert short.confidence == pytest.approx(full.confidence, rel=1e-5)
+
+
+def test_max_combination_differs_from_mean_only_in_scores(tiny_bundle, videos, capsys):
+    main(["recognize", str(videos["long"]), "--bundle", str(tiny_bundle), "--json", "--combine", "max"])
+    row = json.loads(capsys.readouterr().out)
+    assert row["windows"] == 3
+    assert row["word"].startswith("gloss")
+
+
+def test_url_source(tiny_bundle, videos, http_root, capsys):
+    root, base = http_root
+    shutil.copy(videos["red"], root / "sign.mp4")
+    assert (
+        main(["recognize", f"{base}/sign.mp4", str(videos["red"]), "--bundle", str(tiny_bundle), "--json"])
+        == 0
+    )
+    by_url, by_file = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines())
+    assert by_url["source"] == f"{base}/sign.mp4"
+    assert by_url["word"] == by_file["word"]
+    assert by_url["confidence"] == pytest.approx(by_file["confidence"], abs=1e-6)
+
+
+def test_bad_sources_fail_one_line_each_and_the_rest_still_run(
+    tiny_bundle, videos, http_root, tmp_path, capsys
+):
+    root, base = http_root
+    (tmp_path / "corrupt.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (root / "notvideo.mp4").write_bytes(b"hello")
+    sources = [
+        str(tmp_path / "corrupt.mp4"),
+        str(videos["red"]),
+        str(tmp_path / "empty.mp4"),
+        str(tmp_path / "missing.mp4"),
+        f"{base}/absent.mp4",
+        f"{base}/notvideo.mp4",
+        "http://127.0.0.1:9/refused.mp4",
+        str(tmp_path),
+        str(videos["green"]),
+    ]
+    code = main(["recognize", *sources, "--bundle", str(tiny_bundle), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert [json.loads(line)["source"] for line in out.strip().splitlines()] == [
+        str(videos["red"]),
+        str(videos["green"]),
+    ]
+    errors = err.strip().splitlines()
+    assert len(errors) == 7
+    assert all(line.startswith("asl-edge: error: ") for line in errors)
+    for source, line in zip([s for s in sources if "red" not in s and "green" not in s], errors, strict=True):
+        assert source in line
+    assert "HTTP 404" in errors[3]
+    assert "not a file" in errors[6]
+
+
+def test_missing_bundle_is_a_clear_error(tmp_path, videos, capsys):
+    assert main(["recognize", str(videos["red"]), "--bundle", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "bundle directory not found" in err
+    assert err.count("\n") == 1
+
+
+def test_frames_iterator_without_frames_is_an_error(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    recognizer = VideoRecognizer(OnnxRuntimeBackend(bundle.model_path, bundle.spec))
+    with pytest.raises(VideoError):
+        recognizer.recognize_frames([])
