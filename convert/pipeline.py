@@ -69,6 +69,7 @@ def convert_checkpoint(
     out_dir: str | Path,
     preprocessing: PreprocessParams | None = None,
     parity_clips: int = 3,
+    sampling: str = "windows",
 ) -> ConversionResult:
     """Load, export, verify and write a bundle; raises on any failure with a one-line reason."""
     checkpoint, out = Path(checkpoint), Path(out_dir)
@@ -102,6 +103,7 @@ def convert_checkpoint(
         labels=tuple(glosses),
         preprocessing=preprocessing,
         model_id=_model_id(checkpoint, onnx_sha),
+        sampling=sampling,
     )
     manifest = Manifest(
         spec=spec,

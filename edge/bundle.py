@@ -24,6 +24,10 @@ MODEL_FILE = "model.onnx"
 INPUT_LAYOUT = "NCTHW"
 COLOR_ORDER = "BGR"
 VALUE_RANGE = (-1.0, 1.0)
+# How a video longer or shorter than T frames becomes model input: "windows" cuts consecutive
+# T-frame windows at the native frame rate (how WLASL models were trained); "resample" stretches
+# the whole sign to T frames (how the demo model was trained, and how the daemon feeds segments).
+SAMPLING_MODES = ("windows", "resample")
 
 
 def sha256_of(path: Path) -> str:
@@ -45,6 +49,7 @@ class ModelSpec:
     labels: tuple[str, ...]
     preprocessing: PreprocessParams
     model_id: str
+    sampling: str = "windows"
 
     @property
     def frames(self) -> int:
@@ -71,6 +76,7 @@ class Manifest:
         data: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "model_id": spec.model_id,
+            "sampling": spec.sampling,
             "input": {
                 "name": spec.input_name,
                 "shape": list(spec.input_shape),
@@ -159,6 +165,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         output_shape = _shape(model_output["shape"], 3, "output.shape")
         input_name, output_name = str(model_input["name"]), str(model_output["name"])
         model_id = str(manifest["model_id"])
+        sampling = str(manifest.get("sampling", "windows"))
         preprocessing = PreprocessParams.from_dict(manifest.get("preprocessing", {}))
         layout, colours = model_input.get("layout"), model_input.get("color_order")
     except (KeyError, TypeError) as exc:
@@ -172,6 +179,8 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         raise BundleError(
             f"{manifest_path}: input shape {input_shape} does not match crop_size {preprocessing.crop_size}"
         )
+    if sampling not in SAMPLING_MODES:
+        raise BundleError(f"{manifest_path}: sampling {sampling!r} is not one of {', '.join(SAMPLING_MODES)}")
     labels = read_labels(directory / LABELS_FILE)
     if len(labels) != output_shape[1]:
         raise BundleError(
@@ -185,6 +194,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         labels=labels,
         preprocessing=preprocessing,
         model_id=model_id,
+        sampling=sampling,
     )
     bundle = Bundle(path=directory, spec=spec, manifest=manifest)
     if not bundle.model_path.is_file():

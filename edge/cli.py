@@ -54,7 +54,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
         _error(str(exc))
         return EXIT_BAD_INPUT
     result = convert_checkpoint(
-        args.checkpoint, args.labels, args.frames, args.output, preprocessing, args.parity_clips
+        args.checkpoint,
+        args.labels,
+        args.frames,
+        args.output,
+        preprocessing,
+        args.parity_clips,
+        args.sampling,
     )
     parity = result.parity
     spec = result.manifest.spec
@@ -81,7 +87,7 @@ def _open_recognizer(args: argparse.Namespace):
     backend = open_backend(bundle, config.backend, args.threads or config.threads)
     top_k = args.top_k or config.top_k
     combine = args.combine or config.combine
-    return VideoRecognizer(backend, combine, top_k, config.min_confidence)  # type: ignore[arg-type]
+    return VideoRecognizer(backend, combine, top_k, config.min_confidence, args.sampling)  # type: ignore[arg-type]
 
 
 def cmd_recognize(args: argparse.Namespace) -> int:
@@ -135,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("-o", "--output", required=True, help="bundle directory to write")
     convert.add_argument("--resize-short-side", type=_positive_int, default=256, help="pixels (default 256)")
     convert.add_argument("--roi", type=_parse_roi, help="region of interest x,y,w,h as fractions")
+    convert.add_argument(
+        "--sampling",
+        choices=("windows", "resample"),
+        default="windows",
+        help="how videos become T-frame clips: WLASL-style windows (default) or whole-sign resampling",
+    )
     convert.add_argument("--parity-clips", type=_positive_int, default=3, help="clips for the parity check")
     convert.set_defaults(handler=cmd_convert)
 
@@ -144,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     recognize.add_argument("--config", help="config file (default: $ASL_EDGE_CONFIG, /etc/asl-edge)")
     recognize.add_argument("--top-k", type=_positive_int, help="ranked words to report")
     recognize.add_argument("--combine", choices=("mean", "max"), help="score combination over time")
+    recognize.add_argument(
+        "--sampling", choices=("windows", "resample"), help="override the bundle's temporal sampling"
+    )
     recognize.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     recognize.add_argument("--json", action="store_true", help="one JSON object per source")
     recognize.set_defaults(handler=cmd_recognize)

@@ -1,9 +1,14 @@
 """Recognize the one sign in a whole video, as the cloud prototype did.
 
-A video of any length becomes T-frame windows: consecutive windows, plus one aligned to the end
-for the remainder, so every frame is seen; a video shorter than T is padded by repeating its last
-frame. Window scores are combined (mean by default, or max) before the softmax. Only the last T
-crops are kept in memory, so a long video costs no more memory than a short one.
+Two ways to turn a video of any length into T-frame clips, chosen by the bundle's ``sampling``:
+
+- ``windows`` (WLASL models): consecutive T-frame windows at the native frame rate, plus one
+  aligned to the end for the remainder, so every frame is seen; window scores are combined (mean
+  by default, or max) before the softmax. A video shorter than T is padded by repeating its last
+  frame. Only the last T crops are kept in memory.
+- ``resample`` (models trained on whole signs, like the demo model): the whole video stretched or
+  subsampled to T frames, evenly spaced. A streaming subsampler keeps at most 4T crops, so a long
+  video costs no more memory than a short one.
 """
 
 from __future__ import annotations
@@ -42,13 +47,46 @@ class Recognition:
         }
 
 
+class EvenSampler:
+    """Keeps evenly spaced frames of a stream of unknown length, at most ``4 * frames`` of them.
+
+    Every ``stride``-th frame is kept; when the buffer fills, every other kept frame is dropped and
+    the stride doubles, so the kept frames always cover the whole stream evenly.
+    """
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+        self.seen = 0
+        self._stride = 1
+        self._kept: list[np.ndarray] = []
+
+    def add(self, crop: np.ndarray) -> None:
+        if self.seen % self._stride == 0:
+            self._kept.append(crop)
+            if len(self._kept) >= 4 * self.frames:
+                self._kept = self._kept[::2]
+                self._stride *= 2
+        self.seen += 1
+
+    def clip_frames(self) -> list[np.ndarray]:
+        """``frames`` crops evenly spaced over the stream (repeated when it was shorter)."""
+        positions = np.linspace(0, len(self._kept) - 1, self.frames).round().astype(int)
+        return [self._kept[i] for i in positions]
+
+
 class VideoRecognizer:
     """Owns a backend's clip buffer and turns frame sequences into one decision each."""
 
     def __init__(
-        self, backend: Backend, combine: Combine = "mean", top_k: int = 5, min_confidence: float = 0.0
+        self,
+        backend: Backend,
+        combine: Combine = "mean",
+        top_k: int = 5,
+        min_confidence: float = 0.0,
+        sampling: str | None = None,
     ) -> None:
         self.backend = backend
+        self.sampling = sampling or backend.spec.sampling
         self.combine: Combine = combine
         self.top_k = top_k
         self.min_confidence = min_confidence
@@ -60,7 +98,22 @@ class VideoRecognizer:
         return class_scores(self.backend.infer(clip), self.combine).copy()
 
     def recognize_frames(self, frames: Iterable[np.ndarray]) -> tuple[Decoded, int, int]:
-        """Decide on a frame sequence; returns (decision, frames seen, windows run)."""
+        """Decide on a frame sequence; returns (decision, frames seen, clips run)."""
+        if self.sampling == "resample":
+            return self._recognize_resampled(frames)
+        return self._recognize_windows(frames)
+
+    def _recognize_resampled(self, frames: Iterable[np.ndarray]) -> tuple[Decoded, int, int]:
+        sampler = EvenSampler(self.backend.spec.frames)
+        for frame in frames:
+            sampler.add(self._cropper(frame))
+        if sampler.seen == 0:
+            raise VideoError("no frames")
+        scores = self._window_scores(sampler.clip_frames())
+        decision = decode(scores, self.backend.spec.labels, self.top_k, self.min_confidence)
+        return decision, sampler.seen, 1
+
+    def _recognize_windows(self, frames: Iterable[np.ndarray]) -> tuple[Decoded, int, int]:
         length = self.backend.spec.frames
         recent: deque[np.ndarray] = deque(maxlen=length)
         window_scores: list[np.ndarray] = []

@@ -45,6 +45,7 @@ def test_swapped_model_file_is_refused(bundle_copy):
         (lambda m: m["input"].update(color_order="RGB"), "not supported"),
         (lambda m: m["input"].update(shape=[1, 3, 16, 224]), "input.shape"),
         (lambda m: m.pop("model_id"), "lacks"),
+        (lambda m: m.update(sampling="random"), "sampling 'random' is not one of windows, resample"),
         (lambda m: m["output"].update(shape=[1, 11, 1]), "10 labels for a model with 11 classes"),
     ],
 )

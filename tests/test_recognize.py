@@ -173,3 +173,43 @@ def test_frames_iterator_without_frames_is_an_error(tiny_bundle):
     recognizer = VideoRecognizer(OnnxRuntimeBackend(bundle.model_path, bundle.spec))
     with pytest.raises(VideoError):
         recognizer.recognize_frames([])
+
+
+def test_even_sampler_covers_streams_of_any_length():
+    from edge.recognize import EvenSampler
+
+    for length in (5, 16, 63, 64, 200, 1000):
+        sampler = EvenSampler(16)
+        for index in range(length):
+            sampler.add(np.array(index))
+        picked = [int(a) for a in sampler.clip_frames()]
+        assert len(picked) == 16
+        assert picked[0] == 0
+        assert picked == sorted(picked)
+        # The last pick is within one stride of the end; the kept buffer never exceeds 4T.
+        assert length - 1 - picked[-1] < max(1, length // 16)
+        assert len(sampler._kept) < 64
+
+
+def test_resample_mode_runs_one_clip_over_the_whole_video(tiny_bundle, videos, capsys):
+    assert (
+        main(
+            [
+                "recognize",
+                str(videos["long"]),
+                "--bundle",
+                str(tiny_bundle),
+                "--json",
+                "--sampling",
+                "resample",
+            ]
+        )
+        == 0
+    )
+    row = json.loads(capsys.readouterr().out)
+    assert (row["frames"], row["windows"]) == (40, 1)
+    bundle = load_bundle(tiny_bundle)
+    recognizer = VideoRecognizer(OnnxRuntimeBackend(bundle.model_path, bundle.spec), sampling="resample")
+    frames = moving_blob_frames(46, seed=5)  # evenly spaced picks: 0, 3, ..., 45
+    decision, _, _ = recognizer.recognize_frames(frames)
+    assert decision.word == _expected_word(tiny_bundle, frames[::3])
