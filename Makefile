@@ -4,10 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint bench clean
+.PHONY: setup demo test lint bench demo-model clean
 
 setup:
 	scripts/bootstrap.sh $(VENV)
+
+demo: setup
+	$(PY) -m demo.showcase
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -16,6 +19,9 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy edge
+
+demo-model: setup
+	$(PY) -m demo.train --out demo/bundle
 
 bench: setup
 	$(PY) bench/inference.py

@@ -5,15 +5,18 @@ with a WLASL-style label list. They are NOT real ASL signs, do not resemble how 
 signed, and must never be used to learn, teach or judge American Sign Language. They exist so the
 project can train, calibrate and test end to end without shipping sign-language recordings.
 
-Each gesture differs from the others in where the hands go (chest, chin, cheek, beside the head,
-above the head, waist, out to the side), in the path (line, arc, circle, taps, waves) and in the
-hand shape (open palm, fist, pointing finger, two fingers), one- or two-handed.
+The gestures differ in where the hands go (chest, chin, mouth, the other shoulder, beside or
+above the head, waist, out to the side), in the path (line, arc, circle, taps, waves), in the hand
+shape (open palm, fist, pointing finger, two fingers) and in using one hand or two.
 
 Geometry: the figure is laid out in body units, where 1.0 is the side of the frame's central
 square (side ``min(width, height)``) and (0, 0) is the frame centre, y down. Preprocessing resizes
 the short side to 256 and centre-crops 224, i.e. keeps the central 7/8 of that square; the whole
 figure, hands at their extremes included, stays inside the central 85 % of it for every frame size
 and aspect ratio. The signer's right hand leads; it appears on the left of the image.
+
+Speed: everything random is drawn when a ``Video`` is planned; painting a frame is a copy of the
+background and a few dozen anti-aliased OpenCV primitives at sub-pixel precision.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from enum import IntEnum
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 GLOSSES: tuple[str, ...] = (
     "book",
@@ -44,12 +48,19 @@ GLOSSES: tuple[str, ...] = (
 
 SAFE_HALF = 0.425
 """Half side, in body units, of the central 85 % of the central square that holds the figure."""
+MIN_SIDE = 16
 SIGN_SECONDS = (0.8, 2.5)
 CLIP_REST_SECONDS = (0.2, 0.5)
 SENTENCE_REST_SECONDS = (0.6, 1.5)
 
 Color = tuple[float, float, float]
+Size = tuple[int, int]
+"""(width, height) in pixels."""
+Rng = np.random.Generator
 Points = np.ndarray
+"""Positions as an (n, 2) float array of (x, y)."""
+Fixed = tuple[int, int]
+"""A pixel position in OpenCV fixed point (``_SHIFT`` fractional bits)."""
 
 
 class HandShape(IntEnum):
@@ -60,36 +71,56 @@ class HandShape(IntEnum):
     V = 4
 
 
-# Body layout for the right side (image left), in body units; the left side mirrors it.
+# Body layout in body units; single points are for the right side (image left), mirrored for the
+# left. Arms and hands move; the rest of the body only sways.
 SHOULDER = np.array([-0.12, -0.06])
 REST_HAND = np.array([-0.17, 0.27])
 UPPER_ARM = 0.18
 FOREARM = 0.18
-ARM_WIDTH = 0.05
+SLEEVE_WIDTH = 0.05
 FOREARM_WIDTH = 0.04
-HAND_SIZE = 1.15
-"""Scales every hand shape below; the shapes are drawn in body units times this."""
-HAND_REACH = 0.074 * HAND_SIZE
-"""Palm centre to the farthest fingertip edge of any hand shape."""
-ELBOW_POLE = np.array([-0.4, 1.0, -0.6])
-"""Where elbows prefer to point (down, outward, backward), for the right arm."""
-SIGNING_DEPTH = 0.09
-"""How far in front of the shoulders the hands are while signing; bends the arms naturally."""
-BODY_SWAY = 0.0015
-HAND_JITTER = 0.003
-HEAD_TOP = -0.283
-TORSO_BOTTOM = 0.33
 TORSO_RIGHT_HALF = np.array(
     [[-0.035, -0.1], [-0.1, -0.09], [-0.14, -0.065], [-0.15, -0.02], [-0.135, 0.1], [-0.125, 0.33]]
 )
+TORSO = np.concatenate([TORSO_RIGHT_HALF, TORSO_RIGHT_HALF[::-1] * [-1.0, 1.0]])
+COLLAR = np.array([[-0.03, -0.1], [0.03, -0.1], [0.0, -0.06]])
+SHOULDER_RADIUS = 0.035
+NECK = np.array([[0.0, -0.14], [0.0, -0.09]])
+NECK_WIDTH = 0.05
+HAIR_CENTER, HAIR_AXES = (0.0, -0.215), (0.064, 0.068)
+FACE_CENTER, FACE_AXES = (0.0, -0.195), (0.055, 0.07)
+EAR, EAR_RADIUS = np.array([-0.057, -0.195]), 0.012
+EYE, EYE_RADIUS = np.array([-0.021, -0.205]), 0.0065
+MOUTH = np.array([[-0.016, -0.155], [0.016, -0.155]])
+MOUTH_WIDTH = 0.005
+
+# Hand shapes, in body units (times HAND_SIZE) from the palm centre along the hand's direction.
+HAND_SIZE = 1.15
+PALM_AXES = (0.025, 0.021)
+KNUCKLES_RADIUS = 0.025
+FINGER_WIDTH = 0.011
+OPEN_FINGERS = (-0.45, -0.15, 0.15, 0.45)
+V_FINGERS = (-0.28, 0.28)
+THUMB_TURN = 1.2
+HAND_REACH = 0.074 * HAND_SIZE
+"""Palm centre to the outer edge of the farthest fingertip of any hand shape."""
+
+ELBOW_POLE = np.array([-0.4, 1.0, -0.6])
+"""Where the right elbow prefers to point in 3D: down, outward and backward."""
+SIGNING_DEPTH = 0.09
+"""How far in front of the shoulders the hands come while signing; bends the arms naturally."""
+BODY_SWAY = 0.0015
+HAND_JITTER = 0.003
 
 _SHIFT = 4
 """Fractional bits of the fixed-point coordinates given to OpenCV, for sub-pixel motion."""
 _ONE = 1 << _SHIFT
+_GRAIN_PAD = 16
+_AA = cv2.LINE_AA
 
 
-def _mirror(points: Points) -> Points:
-    return points * np.array([-1.0, 1.0])
+def _mirror(points: npt.ArrayLike) -> Points:
+    return np.asarray(points) * np.array([-1.0, 1.0])
 
 
 def _points(x: np.ndarray | float, y: np.ndarray | float) -> Points:
@@ -111,7 +142,9 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
-# Gesture paths: motion progress u in [0, 1] -> (right hand, left hand or None to keep it at rest).
+# Gestures -----------------------------------------------------------------------------------
+# A path maps motion progress u in [0, 1] to (right hand, left hand or None to keep it at rest).
+
 PathPair = tuple[Points, Points | None]
 
 
@@ -123,15 +156,14 @@ def _book(u: np.ndarray) -> PathPair:
 
 
 def _drink(u: np.ndarray) -> PathPair:
-    """A fist rises from the chest to the mouth, then tips towards it."""
-    rise = _smoothstep(np.clip(u / 0.55, 0, 1))
-    tip = np.sin(np.pi * np.clip((u - 0.55) / 0.45, 0, 1))
-    return _points(-0.05 + 0.03 * rise + 0.025 * tip, 0.05 - 0.2 * rise - 0.015 * tip), None
+    """A fist rises from the chest to the mouth and drops back, twice."""
+    rise = np.sin(2 * np.pi * u) ** 2
+    return _points(-0.05 + 0.03 * rise, 0.06 - 0.21 * rise), None
 
 
 def _computer(u: np.ndarray) -> PathPair:
-    """A pointing finger draws one and a half big circles in front of the chest."""
-    return _circle(u, (-0.06, 0.0), 0.075, 1.5), None
+    """A pointing finger draws one and a half big circles in front of the belly."""
+    return _circle(u, (-0.04, 0.1), 0.08, 1.5), None
 
 
 def _before(u: np.ndarray) -> PathPair:
@@ -146,7 +178,7 @@ def _chair(u: np.ndarray) -> PathPair:
 
 
 def _go(u: np.ndarray) -> PathPair:
-    """Both index fingers travel side by side in an arc out to the left and up."""
+    """Both index fingers travel side by side in an arc, up and out to the left."""
     right = _line(u, (-0.1, 0.06), (0.1, -0.06)) - _points(0.0, 0.05 * np.sin(np.pi * u))
     return right, right + np.array([0.2, 0.0])
 
@@ -159,12 +191,12 @@ def _clothes(u: np.ndarray) -> PathPair:
 
 def _who(u: np.ndarray) -> PathPair:
     """A pointing finger circles twice, small, at the chin."""
-    return _circle(u, (-0.015, -0.12), 0.025, 2.0), None
+    return _circle(u, (-0.015, -0.125), 0.03, 2.0), None
 
 
 def _candy(u: np.ndarray) -> PathPair:
-    """A pointing finger strokes twice from the cheek diagonally down and out."""
-    return _line(np.sin(2 * np.pi * u) ** 2, (-0.06, -0.18), (-0.15, -0.05)), None
+    """A pointing finger reaches across the body and taps the left shoulder three times."""
+    return _line(np.sin(3 * np.pi * u) ** 2, (0.12, 0.0), (0.15, -0.05)), None
 
 
 def _cousin(u: np.ndarray) -> PathPair:
@@ -193,22 +225,29 @@ class Gesture:
     seconds: float
 
 
+_OPEN, _FIST, _POINT, _V, _RELAXED = (
+    HandShape.OPEN,
+    HandShape.FIST,
+    HandShape.POINT,
+    HandShape.V,
+    HandShape.RELAXED,
+)
 GESTURES: dict[str, Gesture] = dict(
     zip(
         GLOSSES,
         (
-            Gesture(HandShape.OPEN, HandShape.OPEN, _book, 1.6),
-            Gesture(HandShape.FIST, HandShape.RELAXED, _drink, 1.5),
-            Gesture(HandShape.POINT, HandShape.RELAXED, _computer, 1.7),
-            Gesture(HandShape.OPEN, HandShape.RELAXED, _before, 1.2),
-            Gesture(HandShape.V, HandShape.FIST, _chair, 1.5),
-            Gesture(HandShape.POINT, HandShape.POINT, _go, 1.3),
-            Gesture(HandShape.OPEN, HandShape.OPEN, _clothes, 1.6),
-            Gesture(HandShape.POINT, HandShape.RELAXED, _who, 1.6),
-            Gesture(HandShape.POINT, HandShape.RELAXED, _candy, 1.6),
-            Gesture(HandShape.OPEN, HandShape.RELAXED, _cousin, 1.6),
-            Gesture(HandShape.OPEN, HandShape.OPEN, _deaf, 1.8),
-            Gesture(HandShape.OPEN, HandShape.RELAXED, _fine, 1.3),
+            Gesture(_OPEN, _OPEN, _book, 1.6),
+            Gesture(_FIST, _RELAXED, _drink, 1.5),
+            Gesture(_POINT, _RELAXED, _computer, 1.7),
+            Gesture(_OPEN, _RELAXED, _before, 1.2),
+            Gesture(_V, _FIST, _chair, 1.5),
+            Gesture(_POINT, _POINT, _go, 1.3),
+            Gesture(_OPEN, _OPEN, _clothes, 1.6),
+            Gesture(_POINT, _RELAXED, _who, 1.6),
+            Gesture(_POINT, _RELAXED, _candy, 1.6),
+            Gesture(_OPEN, _RELAXED, _cousin, 1.6),
+            Gesture(_OPEN, _OPEN, _deaf, 1.8),
+            Gesture(_OPEN, _RELAXED, _fine, 1.3),
         ),
         strict=True,
     )
@@ -225,7 +264,7 @@ def gesture_for(word: str) -> Gesture:
 # Timelines ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Poses:
     """Per-frame hand positions ((n, 2), body units) and hand shapes ((n,) HandShape codes)."""
 
@@ -254,7 +293,7 @@ class Poses:
 
 
 def _hand_track(path: Points | None, away: np.ndarray, rest: np.ndarray) -> Points:
-    """Blend from rest (away = 0) to the gesture path (away = 1)."""
+    """Blends from rest (away = 0) to the gesture path (away = 1)."""
     if path is None:
         return np.tile(rest, (len(away), 1))
     return rest + (path - rest) * away[:, None]
@@ -264,40 +303,47 @@ def _hand_shapes(shape: HandShape, away: np.ndarray) -> np.ndarray:
     return np.where(away >= 0.5, shape, HandShape.RELAXED).astype(np.int8)
 
 
-def plan_sign(word: str, rng: np.random.Generator, fps: float) -> Poses:
-    """One sign from leaving rest to being back at rest; every frame is off the rest pose."""
+def plan_sign(word: str, rng: Rng, fps: float) -> Poses:
+    """One sign from leaving rest to being back at rest; every frame is off the rest pose.
+
+    The hands ease from rest to the path's start, follow the path (eased), and ease back.
+    """
     gesture = gesture_for(word)
     seconds = float(np.clip(gesture.seconds / rng.uniform(0.7, 1.45), *SIGN_SECONDS))
     frames = max(2, round(seconds * fps))
     enter, leave = rng.uniform(0.17, 0.27, size=2)
     t = np.arange(1, frames + 1) / (frames + 1)
     progress = _smoothstep(np.clip((t - enter) / (1 - enter - leave), 0, 1))
-    away = np.minimum(_smoothstep(np.clip(t / enter, 0, 1)), _smoothstep(np.clip((1 - t) / leave, 0, 1)))
+    leaving = _smoothstep(np.clip(t / enter, 0, 1))
+    returning = _smoothstep(np.clip((1 - t) / leave, 0, 1))
+    away = np.minimum(leaving, returning)
     right_path, left_path = gesture.path(progress)
+    left_shape = gesture.left_shape if left_path is not None else HandShape.RELAXED
     return Poses(
         _hand_track(right_path, away, REST_HAND),
         _hand_track(left_path, away, _mirror(REST_HAND)),
         _hand_shapes(gesture.right_shape, away),
-        _hand_shapes(gesture.left_shape if left_path is not None else HandShape.RELAXED, away),
+        _hand_shapes(left_shape, away),
     )
 
 
-def _rest_frames(rng: np.random.Generator, fps: float, seconds: tuple[float, float]) -> int:
-    return max(1, round(rng.uniform(*seconds) * fps))
+def _rest(rng: Rng, fps: float, seconds: tuple[float, float]) -> Poses:
+    return Poses.rest(max(1, round(rng.uniform(*seconds) * fps)))
 
 
 def plan_signs(
-    words: Sequence[str], rng: np.random.Generator, fps: float, rest_seconds: tuple[float, float]
+    words: Sequence[str], rng: Rng, fps: float, rest_seconds: tuple[float, float]
 ) -> tuple[Poses, list[tuple[float, float]]]:
     """Rest, then each sign followed by rest; returns the poses and each sign's span in seconds."""
-    parts = [Poses.rest(_rest_frames(rng, fps, rest_seconds))]
+    parts = [_rest(rng, fps, rest_seconds)]
     spans = []
     start = len(parts[0])
     for word in words:
         sign = plan_sign(word, rng, fps)
+        rest = _rest(rng, fps, rest_seconds)
         spans.append((start / fps, (start + len(sign)) / fps))
-        parts += [sign, Poses.rest(_rest_frames(rng, fps, rest_seconds))]
-        start += len(sign) + len(parts[-1])
+        parts += [sign, rest]
+        start += len(sign) + len(rest)
     return Poses.concat(parts), spans
 
 
@@ -335,35 +381,47 @@ def right_elbows(hands: Points) -> Points:
 
 
 def left_elbows(hands: Points) -> Points:
-    mirror3 = np.array([-1.0, 1.0, 1.0])
-    rest = _mirror(REST_HAND)
-    return _elbows(_mirror(SHOULDER), hands, _hand_depth(hands, rest), ELBOW_POLE * mirror3)
+    pole = ELBOW_POLE * np.array([-1.0, 1.0, 1.0])
+    return _elbows(_mirror(SHOULDER), hands, _hand_depth(hands, _mirror(REST_HAND)), pole)
 
 
 def _figure_box() -> tuple[float, float, float, float]:
     """Bounding box (x0, y0, x1, y1) of everything the figure can draw, over every gesture."""
-    u = np.linspace(0, 1, 241)
-    points = [np.array([[0.0, HEAD_TOP], [0.0, TORSO_BOTTOM]]), TORSO_RIGHT_HALF]
+    head_top = HAIR_CENTER[1] - HAIR_AXES[1]
+    points = [TORSO_RIGHT_HALF, np.array([[0.0, head_top]])]
     for word in GLOSSES:
-        sign = plan_sign(word, np.random.default_rng(0), 60.0)
-        right_path, left_path = gesture_for(word).path(u)
-        for hands, side in ((sign.right, 1.0), (right_path, 1.0), (sign.left, -1.0), (left_path, -1.0)):
-            if hands is None:
-                continue
-            elbows = right_elbows(hands) if side > 0 else left_elbows(hands)
-            points += [hands - HAND_REACH, hands + HAND_REACH, elbows - ARM_WIDTH, elbows + ARM_WIDTH]
+        sign = plan_sign(word, np.random.default_rng(0), 120.0)
+        for hands, elbows_of in ((sign.right, right_elbows), (sign.left, left_elbows)):
+            elbows = elbows_of(hands)
+            points += [hands - HAND_REACH, hands + HAND_REACH]
+            points += [elbows - SLEEVE_WIDTH, elbows + SLEEVE_WIDTH]
     stacked = np.concatenate(points)
     margin = 2 * (BODY_SWAY + HAND_JITTER)
     x0, y0 = stacked.min(axis=0) - margin
     x1, y1 = stacked.max(axis=0) + margin
-    return float(min(x0, -x1)), float(y0), float(max(x1, -x0)), float(y1)
+    half_width = max(-x0, x1)
+    return -float(half_width), float(y0), float(half_width), float(y1)
 
 
 FIGURE_BOX = _figure_box()
-"""Extent of the figure at scale 1 (x0, y0, x1, y1), symmetric in x because signers vary."""
+"""Extent (x0, y0, x1, y1) of the figure at scale 1, symmetric in x."""
 
 
-# Scene --------------------------------------------------------------------------------------
+def place_figure(rng: Rng, size: Size) -> tuple[tuple[float, float], float]:
+    """A random scale and shift that keep FIGURE_BOX inside the safe square.
+
+    Returns the pixel position of the body origin and the pixels per body unit.
+    """
+    width, height = size
+    side = min(width, height)
+    x0, y0, x1, y1 = FIGURE_BOX
+    scale = min(2 * SAFE_HALF / (x1 - x0), 2 * SAFE_HALF / (y1 - y0)) * rng.uniform(0.82, 1.0)
+    shift_x = rng.uniform(-SAFE_HALF - x0 * scale, SAFE_HALF - x1 * scale)
+    shift_y = rng.uniform(-SAFE_HALF - y0 * scale, SAFE_HALF - y1 * scale)
+    return (width / 2 + shift_x * side, height / 2 + shift_y * side), scale * side
+
+
+# Look ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -373,18 +431,18 @@ class Lighting:
     gains: tuple[float, float, float]
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> Lighting:
-        gains = tuple(float(g) for g in rng.uniform(0.92, 1.08, size=3))
-        return cls(rng.uniform(0.8, 1.15), rng.uniform(-30, 30), gains)  # type: ignore[arg-type]
+    def sample(cls, rng: Rng) -> Lighting:
+        blue, green, red = (float(g) for g in rng.uniform(0.92, 1.08, size=3))
+        return cls(float(rng.uniform(0.8, 1.15)), float(rng.uniform(-30, 30)), (blue, green, red))
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """Contrast about mid-grey, brightness, colour cast; works on colours and images."""
+        """Contrast about mid-grey, brightness and a colour cast; for images and colours alike."""
         lit = ((image - 128.0) * self.contrast + 128.0 + self.brightness) * np.array(self.gains)
         return np.clip(lit, 0, 255)
 
     def color(self, bgr: Color) -> Color:
-        lit = self.apply(np.array(bgr, float))
-        return (float(lit[0]), float(lit[1]), float(lit[2]))
+        blue, green, red = self.apply(np.array(bgr, float)).tolist()
+        return (blue, green, red)
 
 
 @dataclass(frozen=True)
@@ -418,93 +476,96 @@ HAIR_TONES: tuple[Color, ...] = (
 )
 
 
-def _random_hsv(
-    rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]
-) -> Color:
-    r, g, b = colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(*saturation), rng.uniform(*value))
-    return (255 * b, 255 * g, 255 * r)
+def _random_hsv(rng: Rng, saturation: tuple[float, float], value: tuple[float, float]) -> Color:
+    hue = rng.uniform()
+    red, green, blue = colorsys.hsv_to_rgb(hue, rng.uniform(*saturation), rng.uniform(*value))
+    return (255 * blue, 255 * green, 255 * red)
 
 
-def _pick(rng: np.random.Generator, tones: Sequence[Color], spread: float) -> Color:
-    base = np.array(tones[rng.integers(len(tones))], float) + rng.uniform(-spread, spread, 3)
-    clipped = np.clip(base, 0, 255)
-    return (float(clipped[0]), float(clipped[1]), float(clipped[2]))
+def _near(rng: Rng, tones: Sequence[Color], spread: float) -> Color:
+    tone = np.array(tones[int(rng.integers(len(tones)))]) + rng.uniform(-spread, spread, 3)
+    blue, green, red = np.clip(tone, 0, 255).tolist()
+    return (blue, green, red)
 
 
-def _shaded(color: Color, factor: float) -> Color:
-    return (color[0] * factor, color[1] * factor, color[2] * factor)
+def _scaled(color: Color, factors: tuple[float, float, float]) -> Color:
+    return (color[0] * factors[0], color[1] * factors[1], color[2] * factors[2])
 
 
-def _distance(a: Color, b: Color) -> float:
-    return float(np.linalg.norm(np.subtract(a, b)))
+def _luma(color: Color) -> float:
+    blue, green, red = color
+    return 0.114 * blue + 0.587 * green + 0.299 * red
 
 
-def _distinct(
-    rng: np.random.Generator, draw: Callable[[], Color], avoid: Sequence[Color], gap: float
-) -> Color:
-    """Draws colours until one is at least ``gap`` from all of ``avoid`` (or gives up after 50)."""
+def _contrasting(draw: Callable[[], Color], avoid: Sequence[Color], luma_gap: float) -> Color:
+    """Draws colours until one's brightness differs by ``luma_gap`` from all of ``avoid``.
+
+    Brightness, not hue, is what a grey-level motion detector and a small network see; gives up
+    after 100 draws and keeps the last.
+    """
     color = draw()
-    for _ in range(50):
-        if all(_distance(color, other) >= gap for other in avoid):
+    for _ in range(100):
+        if all(abs(_luma(color) - _luma(other)) >= luma_gap for other in avoid):
             break
         color = draw()
     return color
 
 
-def _sample_palette(rng: np.random.Generator, lighting: Lighting) -> tuple[Palette, Color]:
-    """Figure colours and a background base colour that stays apart from skin and shirt."""
-    skin = _pick(rng, SKIN_TONES, 10)
-    hair = _pick(rng, HAIR_TONES, 12)
-    shirt = _distinct(rng, lambda: _random_hsv(rng, (0.2, 0.9), (0.2, 0.9)), [skin], 80)
-    backdrop = _distinct(rng, lambda: _random_hsv(rng, (0.0, 0.6), (0.15, 0.95)), [skin, shirt], 70)
-    sleeve = _shaded(shirt, 0.8)
+def _sample_palette(rng: Rng, lighting: Lighting) -> tuple[Palette, Color]:
+    """Lit figure colours, and an unlit wall colour whose brightness stays apart from theirs."""
+    skin = _near(rng, SKIN_TONES, 10)
+    hair = _near(rng, HAIR_TONES, 12)
+    shirt = _contrasting(lambda: _random_hsv(rng, (0.2, 0.9), (0.15, 0.95)), [skin], 50)
+    wall = _contrasting(lambda: _random_hsv(rng, (0.0, 0.6), (0.1, 0.95)), [skin, shirt], 35)
+    sleeve = _scaled(shirt, (0.8, 0.8, 0.8))
     forearm = sleeve if rng.uniform() < 0.6 else skin
-    shade = _shaded(skin, 0.72)
-    lips = (skin[0] * 0.6, skin[1] * 0.6, skin[2] * 0.85)
+    shade = _scaled(skin, (0.72, 0.72, 0.72))
+    lips = _scaled(skin, (0.6, 0.6, 0.85))
     colors = (skin, shade, hair, shirt, sleeve, forearm, (35.0, 30.0, 30.0), lips)
-    palette = Palette(*(lighting.color(c) for c in colors))
-    return palette, backdrop
+    return Palette(*(lighting.color(c) for c in colors)), wall
 
 
-def _smooth_noise(rng: np.random.Generator, size: tuple[int, int], cells: int, channels: int) -> np.ndarray:
+def _smooth_noise(rng: Rng, size: Size, cells: int, channels: int) -> np.ndarray:
     width, height = size
     grid = rng.standard_normal((cells, cells, channels)).astype(np.float32)
     noise = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
     return noise.reshape(height, width, channels)
 
 
-def _background(
-    rng: np.random.Generator, size: tuple[int, int], base: Color, lighting: Lighting
-) -> np.ndarray:
+def _background(rng: Rng, size: Size, wall: Color, lighting: Lighting) -> np.ndarray:
     """A wall: base colour, a gradient, soft blotches, fine texture and a few faint panels."""
     width, height = size
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (xs / width - 0.5) * math.cos(angle) + (ys / height - 0.5) * math.sin(angle)
     image = np.empty((height, width, 3), np.float32)
-    image[...] = np.array(base, np.float32)
+    image[...] = np.array(wall, np.float32)
     image += (ramp * rng.uniform(0, 60))[..., None]
     image += _smooth_noise(rng, size, 6, 3) * rng.uniform(2, 12)
-    image += _smooth_noise(rng, size, max(8, min(width, height) // 6), 1) * rng.uniform(0, 6)
+    image += _smooth_noise(rng, size, max(8, min(size) // 6), 1) * rng.uniform(0, 6)
     for _ in range(rng.integers(0, 4)):
-        x0, x1 = sorted(rng.uniform(0, width, 2))
-        y0, y1 = sorted(rng.uniform(0, height, 2))
-        image[int(y0) : int(y1), int(x0) : int(x1)] += rng.uniform(-25, 25)
+        x0, x1 = np.sort(rng.uniform(0, width, 2)).astype(int)
+        y0, y1 = np.sort(rng.uniform(0, height, 2)).astype(int)
+        image[y0:y1, x0:x1] += rng.uniform(-25, 25)
     return lighting.apply(image).astype(np.uint8)
 
 
 @dataclass(frozen=True)
 class Distractor:
-    """A small shape drifting slowly across the background, bouncing off the frame edges."""
+    """A small shape drifting slowly across the background, bouncing off the frame's edges.
+
+    Small and slow on purpose: a motion detector must not mistake it for signing.
+    """
 
     start: tuple[float, float]
     velocity: tuple[float, float]
     radius: float
     sides: int
+    """0 for a disc, else a regular polygon."""
     color: Color
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, size: tuple[int, int], lighting: Lighting) -> Distractor:
+    def sample(cls, rng: Rng, size: Size, lighting: Lighting) -> Distractor:
         side = min(size)
         heading = rng.uniform(0, 2 * np.pi)
         speed = rng.uniform(0.01, 0.04) * side
@@ -516,18 +577,18 @@ class Distractor:
             lighting.color(_random_hsv(rng, (0.2, 0.9), (0.3, 0.9))),
         )
 
-    def centers(self, frames: int, fps: float, size: tuple[int, int]) -> np.ndarray:
-        t = np.arange(frames)[:, None] / fps
-        travelled = np.array(self.start) + np.array(self.velocity) * t
+    def centers(self, frames: int, fps: float, size: Size) -> np.ndarray:
+        seconds = np.arange(frames)[:, None] / fps
+        travelled = np.array(self.start) + np.array(self.velocity) * seconds
         span = np.array(size, float)
         return span - np.abs(np.mod(travelled, 2 * span) - span)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Scene:
     """Everything about a video that does not change over time: look, camera and placement."""
 
-    size: tuple[int, int]
+    size: Size
     background: np.ndarray
     palette: Palette
     origin: tuple[float, float]
@@ -537,21 +598,22 @@ class Scene:
     distractor: Distractor | None
     blur_sigma: float
     grain: np.ndarray | None
-    """Camera noise tile of values 0..k, larger than the frame; added and subtracted at offsets."""
+    """Camera noise: a tile of values 0..k, larger than the frame, added and subtracted at random
+    offsets each frame (zero-mean noise for the price of two saturating adds)."""
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, size: tuple[int, int] = (640, 480)) -> Scene:
+    def sample(cls, rng: Rng, size: Size = (640, 480)) -> Scene:
         width, height = size
-        if width < 8 or height < 8:
-            raise ValueError(f"frame size must be at least 8x8, got {width}x{height}")
+        if min(size) < MIN_SIDE:
+            raise ValueError(f"frames must be {MIN_SIDE} pixels or more each way, got {size}")
         lighting = Lighting.sample(rng)
-        palette, backdrop = _sample_palette(rng, lighting)
-        origin, unit = _placement(rng, size)
-        grain_level = int(rng.integers(2, 9))
-        grain = rng.integers(0, grain_level + 1, (height + _GRAIN_PAD, width + _GRAIN_PAD, 3), np.uint8)
+        palette, wall = _sample_palette(rng, lighting)
+        origin, unit = place_figure(rng, size)
+        grain_shape = (height + _GRAIN_PAD, width + _GRAIN_PAD, 3)
+        grain = rng.integers(0, rng.integers(2, 9) + 1, grain_shape, np.uint8)
         return cls(
             size=(width, height),
-            background=_background(rng, size, backdrop, lighting),
+            background=_background(rng, size, wall, lighting),
             palette=palette,
             origin=origin,
             unit=unit,
@@ -560,28 +622,23 @@ class Scene:
             grain=grain,
         )
 
+    def fixed(self, points: npt.ArrayLike) -> np.ndarray:
+        """Body units to fixed-point pixels, as int32 arrays of the same shape."""
+        pixels = np.array(self.origin) + np.asarray(points) * self.unit
+        return np.round(pixels * _ONE).astype(np.int32)
 
-_GRAIN_PAD = 16
+    def fixed_length(self, length: float) -> int:
+        return round(length * self.unit * _ONE)
 
-
-def _placement(rng: np.random.Generator, size: tuple[int, int]) -> tuple[tuple[float, float], float]:
-    """Scale and shift the figure at random while keeping FIGURE_BOX inside the safe square."""
-    width, height = size
-    side = min(width, height)
-    x0, y0, x1, y1 = FIGURE_BOX
-    fit = min(2 * SAFE_HALF / (x1 - x0), 2 * SAFE_HALF / (y1 - y0))
-    scale = fit * rng.uniform(0.82, 1.0)
-    shift_x = rng.uniform(-SAFE_HALF - x0 * scale, SAFE_HALF - x1 * scale)
-    shift_y = rng.uniform(-SAFE_HALF - y0 * scale, SAFE_HALF - y1 * scale)
-    return (width / 2 + shift_x * side, height / 2 + shift_y * side), scale * side
+    def thickness(self, width: float) -> int:
+        """Line thickness in whole pixels (OpenCV takes no fixed point for it)."""
+        return max(1, round(width * self.unit))
 
 
 # Painting -----------------------------------------------------------------------------------
 
 
-def _wobble(
-    rng: np.random.Generator, frames: int, fps: float, amplitude: float, hz: tuple[float, float]
-) -> Points:
+def _wobble(rng: Rng, frames: int, fps: float, amplitude: float, hz: tuple[float, float]) -> Points:
     """Smooth random motion: three sinusoids per axis."""
     t = np.arange(frames)[:, None, None] / fps
     freq = rng.uniform(*hz, size=(3, 2))
@@ -589,7 +646,7 @@ def _wobble(
     return amplitude / math.sqrt(3) * np.sin(2 * np.pi * freq * t + phase).sum(axis=1)
 
 
-def _jittered(rng: np.random.Generator, hands: Points, rest: np.ndarray, fps: float) -> Points:
+def _jittered(rng: Rng, hands: Points, rest: np.ndarray, fps: float) -> Points:
     """Hands tremble a little while signing and are perfectly still at rest."""
     activity = np.clip(np.linalg.norm(hands - rest, axis=1) / 0.05, 0, 1)[:, None]
     return hands + _wobble(rng, len(hands), fps, HAND_JITTER, (1.0, 4.0)) * activity
@@ -600,17 +657,43 @@ def _unit_vectors(vectors: Points) -> Points:
     return np.where(length > 1e-6, vectors / np.maximum(length, 1e-6), np.array([0.0, -1.0]))
 
 
-@dataclass(frozen=True)
-class _Arm:
-    """Per-frame fixed-point pixel positions of one arm and its hand direction."""
+def _as_fixed(points: np.ndarray) -> list[Fixed]:
+    return [(x, y) for x, y in points.tolist()]
 
-    shoulder: list[tuple[int, int]]
-    elbow: list[tuple[int, int]]
-    wrist: list[tuple[int, int]]
-    hand_px: np.ndarray
+
+@dataclass(frozen=True, eq=False)
+class _Arm:
+    """One arm's per-frame fixed-point joints, hand centre in pixels and hand direction."""
+
+    shoulder: list[Fixed]
+    elbow: list[Fixed]
+    wrist: list[Fixed]
+    hand: np.ndarray
     direction: np.ndarray
-    shape: np.ndarray
+    shape: list[int]
     thumb_side: float
+    """+1 when the thumb is at the direction's clockwise side (right hand, palm out)."""
+
+    @classmethod
+    def plan(
+        cls,
+        scene: Scene,
+        joints: tuple[np.ndarray, Points, Points],
+        sway: Points,
+        shapes: np.ndarray,
+        thumb_side: float,
+    ) -> _Arm:
+        shoulder, elbows, hands = joints
+        direction = _unit_vectors(hands - elbows)
+        return cls(
+            shoulder=_as_fixed(scene.fixed(shoulder + sway)),
+            elbow=_as_fixed(scene.fixed(elbows + sway)),
+            wrist=_as_fixed(scene.fixed(hands - 0.02 * direction + sway)),
+            hand=np.array(scene.origin) + (hands + sway) * scene.unit,
+            direction=direction,
+            shape=shapes.tolist(),
+            thumb_side=thumb_side,
+        )
 
 
 class Video:
@@ -622,7 +705,7 @@ class Video:
         poses: Poses,
         spans_s: Sequence[tuple[float, float]],
         fps: float,
-        rng: np.random.Generator,
+        rng: Rng,
     ) -> None:
         self.scene = scene
         self.poses = poses
@@ -630,31 +713,39 @@ class Video:
         self.fps = fps
         frames = len(poses)
         sway = _wobble(rng, frames, fps, BODY_SWAY, (0.15, 0.6))
-        self._body_offset = np.round(sway * scene.unit * _ONE).astype(np.int32)
         right = _jittered(rng, poses.right, REST_HAND, fps)
         left = _jittered(rng, poses.left, _mirror(REST_HAND), fps)
-        self._right = self._arm(SHOULDER, right, right_elbows(right), sway, poses.right_shape, 1.0)
-        self._left = self._arm(_mirror(SHOULDER), left, left_elbows(left), sway, poses.left_shape, -1.0)
-        distractor = scene.distractor
-        self._distractor = None if distractor is None else distractor.centers(frames, fps, scene.size)
+        right_joints = (SHOULDER, right_elbows(right), right)
+        left_joints = (_mirror(SHOULDER), left_elbows(left), left)
+        self._right = _Arm.plan(scene, right_joints, sway, poses.right_shape, 1.0)
+        self._left = _Arm.plan(scene, left_joints, sway, poses.left_shape, -1.0)
+        self._body = _Body(scene)
+        self._body_offsets = np.round(sway * scene.unit * _ONE).astype(np.int32)
+        drifting = scene.distractor
+        self._distractor = None if drifting is None else drifting.centers(frames, fps, scene.size)
         self._grain_offsets = rng.integers(0, _GRAIN_PAD + 1, (frames, 4)).tolist()
-        self._template = _BodyTemplate(scene)
 
     @classmethod
     def clip(
-        cls, word: str, rng: np.random.Generator, size: tuple[int, int] = (640, 480), fps: float = 30.0
+        cls,
+        word: str,
+        rng: Rng,
+        size: Size = (640, 480),
+        fps: float = 30.0,
     ) -> Video:
+        """One sign between short rests."""
         return cls.sentence([word], rng, size, fps, CLIP_REST_SECONDS)
 
     @classmethod
     def sentence(
         cls,
         words: Sequence[str],
-        rng: np.random.Generator,
-        size: tuple[int, int] = (640, 480),
+        rng: Rng,
+        size: Size = (640, 480),
         fps: float = 30.0,
         rest_seconds: tuple[float, float] = SENTENCE_REST_SECONDS,
     ) -> Video:
+        """Signs one after another, with the hands resting still before, between and after."""
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         for word in words:
@@ -682,208 +773,153 @@ class Video:
             self.paint(index, frame)
             yield frame
 
-    def _fixed(self, points: Points) -> np.ndarray:
-        origin = np.array(self.scene.origin)
-        return np.round((origin + points * self.scene.unit) * _ONE).astype(np.int32)
-
-    def _arm(
-        self,
-        shoulder: np.ndarray,
-        hands: Points,
-        elbows: Points,
-        sway: Points,
-        shapes: np.ndarray,
-        thumb_side: float,
-    ) -> _Arm:
-        direction = _unit_vectors(hands - elbows)
-        wrist = hands - 0.02 * direction
-        return _Arm(
-            shoulder=[tuple(p) for p in self._fixed(shoulder + sway).tolist()],
-            elbow=[tuple(p) for p in self._fixed(elbows + sway).tolist()],
-            wrist=[tuple(p) for p in self._fixed(wrist + sway).tolist()],
-            hand_px=np.array(self.scene.origin) + (hands + sway) * self.scene.unit,
-            direction=direction,
-            shape=shapes,
-            thumb_side=thumb_side,
-        )
-
     def paint(self, index: int, out: np.ndarray) -> None:
         """Draws frame ``index`` into ``out``, a contiguous (H, W, 3) uint8 array."""
         scene = self.scene
         np.copyto(out, scene.background)
         if scene.distractor is not None and self._distractor is not None:
             _draw_distractor(out, scene.distractor, self._distractor[index])
-        self._template.draw(out, self._body_offset[index])
+        self._body.draw(out, self._body_offsets[index])
         for arm in (self._left, self._right):
             self._draw_arm(out, arm, index)
         if scene.blur_sigma > 0:
             cv2.GaussianBlur(out, (3, 3), scene.blur_sigma, dst=out)
         if scene.grain is not None:
             width, height = scene.size
-            ay, ax, sy, sx = self._grain_offsets[index]
-            cv2.add(out, scene.grain[ay : ay + height, ax : ax + width], dst=out)
-            cv2.subtract(out, scene.grain[sy : sy + height, sx : sx + width], dst=out)
+            add_y, add_x, sub_y, sub_x = self._grain_offsets[index]
+            cv2.add(out, scene.grain[add_y : add_y + height, add_x : add_x + width], dst=out)
+            cv2.subtract(out, scene.grain[sub_y : sub_y + height, sub_x : sub_x + width], dst=out)
 
     def _draw_arm(self, out: np.ndarray, arm: _Arm, index: int) -> None:
-        palette, unit = self.scene.palette, self.scene.unit
-        shoulder, elbow, wrist = arm.shoulder[index], arm.elbow[index], arm.wrist[index]
-        cv2.line(out, shoulder, elbow, palette.sleeve, _thickness(ARM_WIDTH, unit), cv2.LINE_AA, _SHIFT)
-        cv2.line(out, elbow, wrist, palette.forearm, _thickness(FOREARM_WIDTH, unit), cv2.LINE_AA, _SHIFT)
-        _draw_hand(
-            out,
-            arm.hand_px[index],
-            arm.direction[index],
-            HandShape(int(arm.shape[index])),
-            unit,
-            palette,
-            arm.thumb_side,
-        )
-
-
-def _thickness(width: float, unit: float) -> int:
-    return max(1, round(width * unit))
-
-
-def _fixed_point(point: np.ndarray) -> tuple[int, int]:
-    return round(float(point[0]) * _ONE), round(float(point[1]) * _ONE)
+        scene, palette = self.scene, self.scene.palette
+        elbow = arm.elbow[index]
+        sleeve, forearm = scene.thickness(SLEEVE_WIDTH), scene.thickness(FOREARM_WIDTH)
+        cv2.line(out, arm.shoulder[index], elbow, palette.sleeve, sleeve, _AA, _SHIFT)
+        cv2.line(out, elbow, arm.wrist[index], palette.forearm, forearm, _AA, _SHIFT)
+        hand = _Hand(arm.hand[index], arm.direction[index], scene.unit * HAND_SIZE, palette)
+        hand.draw(out, HandShape(arm.shape[index]), arm.thumb_side)
 
 
 def _draw_distractor(out: np.ndarray, distractor: Distractor, center: np.ndarray) -> None:
     if distractor.sides == 0:
+        fixed_center = (round(center[0] * _ONE), round(center[1] * _ONE))
         radius = round(distractor.radius * _ONE)
-        cv2.circle(out, _fixed_point(center), radius, distractor.color, -1, cv2.LINE_AA, _SHIFT)
+        cv2.circle(out, fixed_center, radius, distractor.color, -1, _AA, _SHIFT)
         return
     angles = 2 * np.pi * np.arange(distractor.sides) / distractor.sides
     corners = center + distractor.radius * np.column_stack([np.cos(angles), np.sin(angles)])
-    polygon = np.round(corners * _ONE).astype(np.int32)
-    cv2.fillPoly(out, [polygon], distractor.color, cv2.LINE_AA, _SHIFT)
+    cv2.fillPoly(out, [np.round(corners * _ONE).astype(np.int32)], distractor.color, _AA, _SHIFT)
 
 
-class _BodyTemplate:
+class _Body:
     """Torso, neck and head in fixed-point pixels at zero sway; drawn shifted each frame."""
 
     def __init__(self, scene: Scene) -> None:
         self.palette = scene.palette
-        self.unit = scene.unit
-        origin = np.array(scene.origin)
-
-        def fixed(points: Points) -> np.ndarray:
-            return np.round((origin + np.asarray(points) * scene.unit) * _ONE).astype(np.int32)
-
-        def length(value: float) -> int:
-            return round(value * scene.unit * _ONE)
-
-        self.torso = fixed(np.concatenate([TORSO_RIGHT_HALF, _mirror(TORSO_RIGHT_HALF)[::-1]]))
-        self.collar = fixed([[-0.03, -0.1], [0.03, -0.1], [0.0, -0.06]])
-        self.shoulders = fixed([SHOULDER, _mirror(SHOULDER)])
-        self.shoulder_radius = length(0.035)
-        self.neck = fixed([[0.0, -0.14], [0.0, -0.09]])
-        self.neck_width = _thickness(0.05, scene.unit)
-        self.hair = fixed([0.0, -0.215])
-        self.hair_axes = (length(0.064), length(0.068))
-        self.ears = fixed([[-0.057, -0.195], [0.057, -0.195]])
-        self.ear_radius = length(0.012)
-        self.face = fixed([0.0, -0.195])
-        self.face_axes = (length(0.055), length(0.07))
-        self.eyes = fixed([[-0.021, -0.205], [0.021, -0.205]])
-        self.eye_radius = length(0.0065)
-        self.mouth = fixed([[-0.016, -0.155], [0.016, -0.155]])
-        self.mouth_width = _thickness(0.005, scene.unit)
+        self.torso = scene.fixed(TORSO)
+        self.collar = scene.fixed(COLLAR)
+        self.shoulders = scene.fixed([SHOULDER, _mirror(SHOULDER)])
+        self.shoulder_radius = scene.fixed_length(SHOULDER_RADIUS)
+        self.neck = scene.fixed(NECK)
+        self.neck_width = scene.thickness(NECK_WIDTH)
+        self.hair = scene.fixed(HAIR_CENTER)
+        self.hair_axes = (scene.fixed_length(HAIR_AXES[0]), scene.fixed_length(HAIR_AXES[1]))
+        self.face = scene.fixed(FACE_CENTER)
+        self.face_axes = (scene.fixed_length(FACE_AXES[0]), scene.fixed_length(FACE_AXES[1]))
+        self.ears = scene.fixed([EAR, _mirror(EAR)])
+        self.ear_radius = scene.fixed_length(EAR_RADIUS)
+        self.eyes = scene.fixed([EYE, _mirror(EYE)])
+        self.eye_radius = scene.fixed_length(EYE_RADIUS)
+        self.mouth = scene.fixed(MOUTH)
+        self.mouth_width = scene.thickness(MOUTH_WIDTH)
 
     def draw(self, out: np.ndarray, offset: np.ndarray) -> None:
-        p, aa, s = self.palette, cv2.LINE_AA, _SHIFT
+        p = self.palette
 
-        def at(point: np.ndarray) -> tuple[int, int]:
+        def at(point: np.ndarray) -> Fixed:
             return int(point[0] + offset[0]), int(point[1] + offset[1])
 
-        cv2.fillPoly(out, [self.torso + offset], p.shirt, aa, s)
+        cv2.fillPoly(out, [self.torso + offset], p.shirt, _AA, _SHIFT)
         for shoulder in self.shoulders:
-            cv2.circle(out, at(shoulder), self.shoulder_radius, p.shirt, -1, aa, s)
-        cv2.line(out, at(self.neck[0]), at(self.neck[1]), p.skin, self.neck_width, aa, s)
-        cv2.fillPoly(out, [self.collar + offset], p.skin, aa, s)
+            cv2.circle(out, at(shoulder), self.shoulder_radius, p.shirt, -1, _AA, _SHIFT)
+        cv2.line(out, at(self.neck[0]), at(self.neck[1]), p.skin, self.neck_width, _AA, _SHIFT)
+        cv2.fillPoly(out, [self.collar + offset], p.skin, _AA, _SHIFT)
         for ear in self.ears:
-            cv2.circle(out, at(ear), self.ear_radius, p.skin, -1, aa, s)
-        cv2.ellipse(out, at(self.hair), self.hair_axes, 0, 0, 360, p.hair, -1, aa, s)
-        cv2.ellipse(out, at(self.face), self.face_axes, 0, 0, 360, p.skin, -1, aa, s)
+            cv2.circle(out, at(ear), self.ear_radius, p.skin, -1, _AA, _SHIFT)
+        cv2.ellipse(out, at(self.hair), self.hair_axes, 0, 0, 360, p.hair, -1, _AA, _SHIFT)
+        cv2.ellipse(out, at(self.face), self.face_axes, 0, 0, 360, p.skin, -1, _AA, _SHIFT)
         for eye in self.eyes:
-            cv2.circle(out, at(eye), self.eye_radius, p.eyes, -1, aa, s)
-        cv2.line(out, at(self.mouth[0]), at(self.mouth[1]), p.lips, self.mouth_width, aa, s)
+            cv2.circle(out, at(eye), self.eye_radius, p.eyes, -1, _AA, _SHIFT)
+        cv2.line(out, at(self.mouth[0]), at(self.mouth[1]), p.lips, self.mouth_width, _AA, _SHIFT)
 
 
-# Hand shapes, in body units from the palm centre along the hand's direction.
-PALM_AXES = (0.025, 0.021)
-FINGER_WIDTH = 0.011
-OPEN_FINGERS = (-0.45, -0.15, 0.15, 0.45)
-V_FINGERS = (-0.28, 0.28)
+class _Hand:
+    """Draws hand shapes at a pixel centre, fingers along a unit direction."""
+
+    def __init__(
+        self,
+        center: np.ndarray,
+        direction: np.ndarray,
+        unit: float,
+        palette: Palette,
+    ) -> None:
+        self.center, self.direction, self.unit, self.palette = center, direction, unit, palette
+        self.angle = math.degrees(math.atan2(direction[1], direction[0]))
+        self.finger = max(1, round(FINGER_WIDTH * unit))
+
+    def at(self, along: float, turn: float = 0.0, across: float = 0.0) -> Fixed:
+        """The point ``along`` the direction turned by ``turn`` radians, then ``across`` it."""
+        c, s = math.cos(turn), math.sin(turn)
+        dx, dy = self.direction
+        ux, uy = c * dx - s * dy, s * dx + c * dy
+        x = self.center[0] + (ux * along - uy * across) * self.unit
+        y = self.center[1] + (uy * along + ux * across) * self.unit
+        return round(x * _ONE), round(y * _ONE)
+
+    def length(self, value: float) -> int:
+        return round(value * self.unit * _ONE)
+
+    def fingers(self, out: np.ndarray, turns: Sequence[float], base: float, tip: float) -> None:
+        skin, width = self.palette.skin, self.finger
+        for turn in turns:
+            cv2.line(out, self.at(base, turn), self.at(tip, turn), skin, width, _AA, _SHIFT)
+
+    def draw(self, out: np.ndarray, shape: HandShape, thumb_side: float) -> None:
+        skin = self.palette.skin
+        if shape == HandShape.RELAXED:
+            axes = (self.length(0.03), self.length(0.019))
+            cv2.ellipse(out, self.at(0.006), axes, self.angle, 0, 360, skin, -1, _AA, _SHIFT)
+        elif shape == HandShape.OPEN:
+            axes = (self.length(PALM_AXES[0]), self.length(PALM_AXES[1]))
+            cv2.ellipse(out, self.at(0.0), axes, self.angle, 0, 360, skin, -1, _AA, _SHIFT)
+            self.fingers(out, OPEN_FINGERS, 0.016, 0.05)
+            self.fingers(out, [THUMB_TURN * thumb_side], 0.01, 0.038)
+        else:
+            cv2.circle(out, self.at(0.0), self.length(KNUCKLES_RADIUS), skin, -1, _AA, _SHIFT)
+            if shape == HandShape.FIST:
+                crease = max(1, round(0.004 * self.unit))
+                ends = (self.at(0.012, across=0.015), self.at(0.012, across=-0.015))
+                cv2.line(out, *ends, self.palette.skin_shade, crease, _AA, _SHIFT)
+            elif shape == HandShape.POINT:
+                self.fingers(out, [0.0], 0.018, 0.068)
+            else:
+                self.fingers(out, V_FINGERS, 0.018, 0.064)
 
 
-def _rotate(direction: np.ndarray, radians: float) -> np.ndarray:
-    c, s = math.cos(radians), math.sin(radians)
-    return np.array([c * direction[0] - s * direction[1], s * direction[0] + c * direction[1]])
+# Entry points -------------------------------------------------------------------------------
 
 
-def _draw_hand(
-    out: np.ndarray,
-    center: np.ndarray,
-    direction: np.ndarray,
-    shape: HandShape,
-    unit: float,
-    palette: Palette,
-    thumb_side: float,
-) -> None:
-    """Draws a hand shape at ``center`` (pixels), fingers along ``direction`` (unit vector)."""
-    aa, s = cv2.LINE_AA, _SHIFT
-    unit *= HAND_SIZE
-    finger = _thickness(FINGER_WIDTH, unit)
-
-    def fixed(offset: float, turn: float = 0.0) -> tuple[int, int]:
-        return _fixed_point(center + _rotate(direction, turn) * offset * unit)
-
-    def length(value: float) -> int:
-        return round(value * unit * _ONE)
-
-    if shape == HandShape.RELAXED:
-        angle = math.degrees(math.atan2(direction[1], direction[0]))
-        cv2.ellipse(out, fixed(0.006), (length(0.03), length(0.019)), angle, 0, 360, palette.skin, -1, aa, s)
-        return
-    if shape == HandShape.OPEN:
-        angle = math.degrees(math.atan2(direction[1], direction[0]))
-        axes = (length(PALM_AXES[0]), length(PALM_AXES[1]))
-        cv2.ellipse(out, fixed(0.0), axes, angle, 0, 360, palette.skin, -1, aa, s)
-        for turn in OPEN_FINGERS:
-            cv2.line(out, fixed(0.016, turn), fixed(0.05, turn), palette.skin, finger, aa, s)
-        thumb = 1.2 * thumb_side
-        cv2.line(out, fixed(0.01, thumb), fixed(0.038, thumb), palette.skin, finger, aa, s)
-        return
-    cv2.circle(out, fixed(0.0), length(0.025), palette.skin, -1, aa, s)
-    if shape == HandShape.FIST:
-        crease = _thickness(0.004, unit)
-        left = _fixed_point(center + (direction * 0.012 + _rotate(direction, math.pi / 2) * 0.015) * unit)
-        right = _fixed_point(center + (direction * 0.012 - _rotate(direction, math.pi / 2) * 0.015) * unit)
-        cv2.line(out, left, right, palette.skin_shade, crease, aa, s)
-    elif shape == HandShape.POINT:
-        cv2.line(out, fixed(0.018), fixed(0.068), palette.skin, finger, aa, s)
-    elif shape == HandShape.V:
-        for turn in V_FINGERS:
-            cv2.line(out, fixed(0.018, turn), fixed(0.064, turn), palette.skin, finger, aa, s)
-
-
-# Public entry points ------------------------------------------------------------------------
-
-
-def render_clip(
-    word: str, rng: np.random.Generator, size: tuple[int, int] = (640, 480), fps: float = 30.0
-) -> np.ndarray:
-    """One sign between short rests, as (N, H, W, 3) uint8 BGR frames; ``size`` is (width, height)."""
+def render_clip(word: str, rng: Rng, size: Size = (640, 480), fps: float = 30.0) -> np.ndarray:
+    """One sign between short rests: (N, H, W, 3) uint8 BGR frames; ``size`` is (width, height)."""
     return Video.clip(word, rng, size, fps).render()
 
 
 def render_sentence(
     words: list[str],
-    rng: np.random.Generator,
-    size: tuple[int, int] = (640, 480),
+    rng: Rng,
+    size: Size = (640, 480),
     fps: float = 30.0,
 ) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """Signs separated by still rests, and each sign's (start_s, end_s) from leaving to regaining rest."""
+    """Signs between still rests, and each sign's (start_s, end_s), leaving to regaining rest."""
     video = Video.sentence(words, rng, size, fps)
     return video.render(), video.spans_s

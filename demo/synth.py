@@ -1,4 +1,4 @@
-"""Writes a synthetic data set of the drawn signer: labelled one-sign clips and continuous sentences.
+"""Writes data sets of the drawn signer: labelled one-sign clips and continuous sentences.
 
 The glosses are placeholder names for made-up gestures, NOT real ASL signs (see ``demo.signer``).
 
@@ -7,12 +7,11 @@ Layout of ``out_dir``: ``clips/00000_book.mp4`` ..., ``labels.csv`` (``file,word
 ``manifest.json``. Clip ``i`` is drawn from ``np.random.default_rng([seed, 1, i])`` and its word
 from a per-block shuffle of the glosses, so it does not depend on how many clips are written.
 
-Usage: ``python -m demo.synth OUT_DIR --clips 240 --sentences 10 --seed 0 --size 640x480``.
+From the command line: ``asl-edge synth --out DIR --clips 120 --seed 1 [--sentences 10]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import re
@@ -23,33 +22,30 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from demo.signer import GLOSSES, Video
+from demo.signer import GLOSSES, MIN_SIDE, Rng, Size, Video
 
 FOURCC = "mp4v"
 SENTENCE_WORDS = (3, 6)
-PLACEHOLDER_NOTE = (
-    "Gesture names are WLASL glosses used as placeholders for made-up gestures; "
-    "they are NOT real ASL signs."
-)
+PLACEHOLDER_NOTE = "Gesture names are WLASL glosses used as placeholders, NOT real ASL signs."
 _CLIP_STREAM, _SENTENCE_STREAM, _ORDER_STREAM = 1, 2, 3
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> Size:
     """``"640x480"`` -> ``(640, 480)``; raises ValueError for anything else."""
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
     if match is None:
         raise ValueError(f"size must be WIDTHxHEIGHT in pixels, e.g. 640x480; got {text!r}")
     width, height = int(match[1]), int(match[2])
-    if width < 16 or height < 16:
-        raise ValueError(f"size must be at least 16x16 pixels; got {text!r}")
+    if min(width, height) < MIN_SIDE:
+        raise ValueError(f"size must be at least {MIN_SIDE}x{MIN_SIDE} pixels; got {text!r}")
     return width, height
 
 
-def clip_rng(seed: int, index: int) -> np.random.Generator:
+def clip_rng(seed: int, index: int) -> Rng:
     return np.random.default_rng([seed, _CLIP_STREAM, index])
 
 
-def sentence_rng(seed: int, index: int) -> np.random.Generator:
+def sentence_rng(seed: int, index: int) -> Rng:
     return np.random.default_rng([seed, _SENTENCE_STREAM, index])
 
 
@@ -62,17 +58,17 @@ def clip_words(seed: int, count: int) -> list[str]:
     return words[:count]
 
 
-def sentence_words(rng: np.random.Generator) -> list[str]:
+def sentence_words(rng: Rng) -> list[str]:
     """3 to 6 different glosses in random order."""
     count = int(rng.integers(SENTENCE_WORDS[0], SENTENCE_WORDS[1] + 1))
     return [GLOSSES[i] for i in rng.choice(len(GLOSSES), count, replace=False)]
 
 
-def clip_video(seed: int, index: int, word: str, size: tuple[int, int], fps: float) -> Video:
+def clip_video(seed: int, index: int, word: str, size: Size, fps: float) -> Video:
     return Video.clip(word, clip_rng(seed, index), size, fps)
 
 
-def sentence_video(seed: int, index: int, size: tuple[int, int], fps: float) -> tuple[list[str], Video]:
+def sentence_video(seed: int, index: int, size: Size, fps: float) -> tuple[list[str], Video]:
     rng = sentence_rng(seed, index)
     words = sentence_words(rng)
     return words, Video.sentence(words, rng, size, fps)
@@ -80,7 +76,8 @@ def sentence_video(seed: int, index: int, size: tuple[int, int], fps: float) -> 
 
 def write_video(path: Path, video: Video) -> None:
     """Encodes the video as MP4 and checks that OpenCV reads back the same frame count and size."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC), video.fps, video.scene.size)
+    fourcc = cv2.VideoWriter.fourcc(*FOURCC)
+    writer = cv2.VideoWriter(str(path), fourcc, video.fps, video.scene.size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {FOURCC} video to {path}")
     try:
@@ -91,7 +88,7 @@ def write_video(path: Path, video: Video) -> None:
     _check_readable(path, len(video), video.scene.size)
 
 
-def _check_readable(path: Path, frames: int, size: tuple[int, int]) -> None:
+def _check_readable(path: Path, frames: int, size: Size) -> None:
     capture = cv2.VideoCapture(str(path))
     try:
         opened = capture.isOpened()
@@ -108,7 +105,13 @@ def _check_readable(path: Path, frames: int, size: tuple[int, int]) -> None:
         )
 
 
-def _check_arguments(clips: int, seed: int, sentences: int, size: tuple[int, int], fps: float) -> None:
+def _check_arguments(
+    clips: int,
+    seed: int,
+    sentences: int,
+    size: Size,
+    fps: float,
+) -> None:
     if clips < 0 or sentences < 0:
         raise ValueError(f"clips and sentences must be >= 0, got {clips} and {sentences}")
     if seed < 0:
@@ -124,7 +127,7 @@ def write_dataset(
     clips: int,
     seed: int,
     sentences: int = 0,
-    size: tuple[int, int] = (640, 480),
+    size: Size = (640, 480),
     fps: float = 30.0,
     progress: bool = True,
 ) -> None:
@@ -151,7 +154,7 @@ def write_dataset(
             bar.update()
     _write_labels(out / "labels.csv", labels)
     if sentences:
-        (out / "sentences.json").write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
+        (out / "sentences.json").write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
     _write_manifest(out / "manifest.json", clips, seed, sentences, size, fps)
 
 
@@ -163,7 +166,12 @@ def _write_labels(path: Path, rows: Sequence[tuple[str, str]]) -> None:
 
 
 def _write_manifest(
-    path: Path, clips: int, seed: int, sentences: int, size: tuple[int, int], fps: float
+    path: Path,
+    clips: int,
+    seed: int,
+    sentences: int,
+    size: Size,
+    fps: float,
 ) -> None:
     manifest = {
         "generator": "demo.synth (asl-edge synthetic signer)",
@@ -178,34 +186,3 @@ def _write_manifest(
         "note": PLACEHOLDER_NOTE,
     }
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-
-
-def _size_argument(text: str) -> tuple[int, int]:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m demo.synth",
-        description=f"Render a synthetic signer data set. {PLACEHOLDER_NOTE}",
-    )
-    parser.add_argument("out_dir", help="directory for the videos, labels.csv and manifest.json")
-    parser.add_argument("--clips", type=int, default=240, help="one-sign clips (default 240)")
-    parser.add_argument("--sentences", type=int, default=0, help="multi-sign videos (default 0)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=_size_argument, default=(640, 480), help="WIDTHxHEIGHT")
-    parser.add_argument("--fps", type=float, default=30.0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    try:
-        write_dataset(args.out_dir, args.clips, args.seed, args.sentences, args.size, args.fps, not args.quiet)
-    except ValueError as exc:
-        parser.error(str(exc))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

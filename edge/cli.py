@@ -112,6 +112,29 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if failed else EXIT_OK
 
 
+def _size(text: str) -> tuple[int, int]:
+    from demo.synth import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from demo.synth import write_dataset
+
+    try:
+        write_dataset(
+            args.out, args.clips, args.seed, args.sentences, args.size, args.fps, not args.no_progress
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    print(f"wrote {args.clips} clips and {args.sentences} sentences to {args.out}")
+    return EXIT_OK
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from edge.config import read_config
 
@@ -162,6 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
     recognize.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     recognize.add_argument("--json", action="store_true", help="one JSON object per source")
     recognize.set_defaults(handler=cmd_recognize)
+
+    synth = commands.add_parser(
+        "synth", help="render synthetic signer videos (placeholder gestures, not real ASL)"
+    )
+    synth.add_argument("--out", required=True, help="output directory")
+    synth.add_argument("--clips", type=int, required=True, help="one-sign clips (labels.csv)")
+    synth.add_argument("--seed", type=int, required=True, help="same seed, same pixels")
+    synth.add_argument("--sentences", type=int, default=0, help="multi-sign videos (sentences.json)")
+    synth.add_argument("--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT (default 640x480)")
+    synth.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
+    synth.add_argument("--no-progress", action="store_true", help="no progress bar")
+    synth.set_defaults(handler=cmd_synth)
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file")

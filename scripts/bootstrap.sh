@@ -23,15 +23,19 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Reinstall when the pins, setup.py or the set of top-level packages changed (an editable install
+# only maps the packages that existed when it was made).
 stamp="$venv/.asl-edge-installed"
-if [[ -f "$stamp" && "$stamp" -nt "$here/requirements/ci.txt" && "$stamp" -nt "$here/setup.py" ]]; then
+fingerprint=$(cd "$here" && cat requirements/ci.txt setup.py && ls -d -- */__init__.py)
+fingerprint=$(printf '%s' "$fingerprint" | sha256sum | cut -d' ' -f1)
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$fingerprint" ]]; then
     exit 0
 fi
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
     echo "bootstrap: $python is older than Python 3.10" >&2; exit 1; }
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
-# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+# Everything pinned; torch to its CPU build (an unpinned torch would pull a multi-GB CUDA build).
 "$venv/bin/python" -m pip install -q -r "$here/requirements/ci.txt"
 "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$here"
-touch "$stamp"
+echo "$fingerprint" > "$stamp"
