@@ -18,7 +18,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy edge
+	$(VENV)/bin/mypy edge convert calibration
 
 demo-model: setup
 	$(PY) -m demo.train --out demo/bundle

@@ -21,6 +21,7 @@ import torch
 from onnx import numpy_helper
 
 from convert.i3d import InceptionI3d
+from convert.onnx_tools import keep_used_opsets
 from convert.random_model import smooth_random_clips
 from edge.errors import AslEdgeError
 
@@ -129,14 +130,6 @@ def fuse_pads(model: onnx.ModelProto) -> int:
     return len(fused)
 
 
-def _keep_used_opsets(model: onnx.ModelProto) -> None:
-    """Drop the ONNX Runtime domains its optimiser declares but the graph does not use."""
-    used = {node.domain for node in model.graph.node}
-    kept = [entry for entry in model.opset_import if entry.domain in used or entry.domain == ""]
-    del model.opset_import[:]
-    model.opset_import.extend(kept)
-
-
 def export_onnx(model: InceptionI3d, frames: int, path: Path, crop_size: int = 224) -> onnx.ModelProto:
     """Export ``model`` for clips ``(1, 3, frames, crop, crop)`` to ``path``; returns the model."""
     example = torch.zeros(1, 3, frames, crop_size, crop_size)
@@ -162,7 +155,7 @@ def export_onnx(model: InceptionI3d, frames: int, path: Path, crop_size: int = 2
         _fold_constants(traced, folded)
         exported = onnx.load(str(folded))
     fuse_pads(exported)
-    _keep_used_opsets(exported)
+    keep_used_opsets(exported)
     del exported.graph.value_info[:]
     exported = onnx.shape_inference.infer_shapes(exported, strict_mode=True)
     exported.producer_name = "asl-edge"

@@ -106,6 +106,17 @@ def write_bundle_metadata(directory: Path, manifest: Manifest) -> None:
     temporary.replace(directory / MANIFEST_FILE)
 
 
+def update_manifest(directory: Path, files: dict[str, str], sections: dict[str, Any]) -> None:
+    """Record new bundle files (name to sha256) and top-level sections in ``manifest.json``."""
+    path = directory / MANIFEST_FILE
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest.setdefault("files", {}).update({name: {"sha256": digest} for name, digest in files.items()})
+    manifest.update(sections)
+    temporary = directory / (MANIFEST_FILE + ".tmp")
+    temporary.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
 def _shape(value: Any, rank: int, what: str) -> tuple[int, ...]:
     if not isinstance(value, list) or len(value) != rank:
         raise BundleError(f"manifest {what} must be a list of {rank} integers, got {value!r}")

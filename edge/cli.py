@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from edge import __version__
 from edge.errors import AslEdgeError
@@ -112,6 +113,34 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if failed else EXIT_OK
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
+    return value
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from calibration.calibrate import CalibrationPlan, calibrate_bundle
+
+    plan = CalibrationPlan(
+        clips=args.clips,
+        count=args.count,
+        eval_source=args.eval,
+        eval_count=args.eval_count,
+        margin=args.margin,
+        method=args.method,
+        video_root=Path(args.video_root) if args.video_root else None,
+    )
+    report = calibrate_bundle(Path(args.bundle), plan)
+    print(report.table())
+    print(f"wrote {Path(args.bundle) / 'model.int8.onnx'} and int8_report.json")
+    return EXIT_OK if report.passed else EXIT_FAILURE
+
+
 def _size(text: str) -> tuple[int, int]:
     from demo.synth import parse_size
 
@@ -172,6 +201,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--parity-clips", type=_positive_int, default=3, help="clips for the parity check")
     convert.set_defaults(handler=cmd_convert)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="INT8 QDQ model and accuracy report (FP32 vs INT8 vs FP16)"
+    )
+    calibrate.add_argument("bundle", help="model bundle directory")
+    calibrate.add_argument(
+        "--clips", required=True, help="'synthetic', a folder of videos, or a WLASL split (nslt_N.json)"
+    )
+    calibrate.add_argument("--count", type=_positive_int, default=64, help="calibration clips (64)")
+    calibrate.add_argument(
+        "--eval", help="labelled validation set (default: the split's test subset, fresh synthetic clips)"
+    )
+    calibrate.add_argument("--eval-count", type=_positive_int, default=120, help="validation clips (120)")
+    calibrate.add_argument(
+        "--margin", type=_fraction, default=0.01, help="top-1 INT8 may lose, as a fraction (0.01)"
+    )
+    calibrate.add_argument("--method", choices=("entropy", "minmax", "percentile"), default="entropy")
+    calibrate.add_argument("--video-root", help="WLASL videos folder (default: videos/ beside the split)")
+    calibrate.set_defaults(handler=cmd_calibrate)
 
     recognize = commands.add_parser("recognize", help="recognize the sign in video files or URLs")
     recognize.add_argument("sources", nargs="+", metavar="SOURCE", help="video file or http(s) URL")

@@ -104,3 +104,14 @@ def test_make_demo_prints_each_word_and_the_accuracy():
     match = re.fullmatch(r"accuracy: (\d+)/6 = \d+%", lines[-1])
     assert match
     assert int(match.group(1)) >= 5
+
+
+def test_demo_bundle_carries_a_passing_int8_report():
+    bundle = load_bundle(DEMO_BUNDLE)
+    bundle.verify_file("model.int8.onnx")
+    report = json.loads((DEMO_BUNDLE / "int8_report.json").read_text())
+    assert report["n"] >= 100
+    assert report["int8_top1"] >= report["fp32_top1"] - 0.01
+    assert report["fp32_top1"] >= 0.95
+    assert report["passed"] is True
+    assert bundle.manifest["int8"]["calibration"]["source"] == "synthetic"
