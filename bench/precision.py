@@ -46,7 +46,7 @@ def _median_ms(path: Path, clip: np.ndarray, runs: int, simulated: bool = False)
 
 
 def measure(name: str, fp32: Path, int8: Path, clip: np.ndarray, runs: int, work: Path) -> dict[str, float]:
-    fp16 = work / f"{name}.fp16.onnx"
+    fp16 = work / (fp32.stem + ".fp16.onnx")
     write_fp16_model(fp32, fp16)
     result = {
         "fp32_ms": _median_ms(fp32, clip, runs),
