@@ -1,6 +1,7 @@
 """``asl-edge calibrate``: the INT8 model of a bundle, its accuracy report, and its provenance.
 
-Writes ``model.int8.onnx`` (explicit QDQ, for TensorRT's INT8 build) and ``int8_report.json``, and
+Writes ``model.int8.onnx`` (explicit QDQ, for TensorRT's INT8 build), ``int8_report.json`` and,
+where TensorRT is installed, ``calibration.cache`` from its entropy calibrator (the legacy path), and
 records both, with what they were calibrated and evaluated on, in the manifest. The default
 validation set follows the calibration source: a WLASL split's ``test`` subset, fresh synthetic
 clips (another seed) for the synthetic signer, or the labelled folder itself.
@@ -16,11 +17,11 @@ from pathlib import Path
 from calibration.clips import SYNTHETIC, ClipSourceError, open_source
 from calibration.qdq import quantize_to_qdq
 from calibration.report import AccuracyReport, evaluate
-from edge.bundle import load_bundle, sha256_of, update_manifest
+from edge.backends.tensorrt import tensorrt_available
+from edge.bundle import CALIBRATION_CACHE_FILE, INT8_MODEL_FILE, load_bundle, sha256_of, update_manifest
 
 log = logging.getLogger(__name__)
 
-INT8_MODEL = "model.int8.onnx"
 INT8_REPORT = "int8_report.json"
 CALIBRATION_SEED = 1_000
 VALIDATION_SEED = 2_000
@@ -57,14 +58,16 @@ def calibrate_bundle(bundle_dir: Path, plan: CalibrationPlan) -> AccuracyReport:
     calibration = open_source(plan.clips, spec, plan.count, CALIBRATION_SEED, "train", plan.video_root)
     used = quantize_to_qdq(
         bundle.model_path,
-        bundle_dir / INT8_MODEL,
+        bundle_dir / INT8_MODEL_FILE,
         spec.input_name,
         (c.clip for c in calibration),
         plan.method,
     )
     source, subset = _validation_source(plan)
     validation = open_source(source, spec, plan.eval_count, VALIDATION_SEED, subset, plan.video_root)
-    report = evaluate(bundle.model_path, bundle_dir / INT8_MODEL, validation, spec.input_name, plan.margin)
+    report = evaluate(
+        bundle.model_path, bundle_dir / INT8_MODEL_FILE, validation, spec.input_name, plan.margin
+    )
     report.clips = {
         "calibration": {
             "source": plan.clips,
@@ -79,13 +82,20 @@ def calibrate_bundle(bundle_dir: Path, plan: CalibrationPlan) -> AccuracyReport:
             "seed": VALIDATION_SEED if source == SYNTHETIC else None,
         },
     }
+    files = {INT8_MODEL_FILE: sha256_of(bundle_dir / INT8_MODEL_FILE)}
+    if tensorrt_available():
+        from calibration.trt_calibrator import write_calibration_cache
+
+        clips = open_source(plan.clips, spec, plan.count, CALIBRATION_SEED, "train", plan.video_root)
+        report.clips["tensorrt_cache"] = {"count": write_calibration_cache(bundle, (c.clip for c in clips))}
+        files[CALIBRATION_CACHE_FILE] = sha256_of(bundle_dir / CALIBRATION_CACHE_FILE)
     (bundle_dir / INT8_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     update_manifest(
         bundle_dir,
-        files={INT8_MODEL: sha256_of(bundle_dir / INT8_MODEL)},
+        files=files,
         sections={
             "int8": {
-                "model": INT8_MODEL,
+                "model": INT8_MODEL_FILE,
                 "report": INT8_REPORT,
                 **report.clips,
                 "int8_top1": report.int8_top1,

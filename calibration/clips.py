@@ -65,6 +65,22 @@ def clip_from_frames(frames: Iterable[np.ndarray], spec: ModelSpec) -> np.ndarra
     return frames_to_clip(window)
 
 
+def random_clips(spec: ModelSpec, count: int, seed: int) -> Iterator[LabelledClip]:
+    """Unlabelled smooth random clips, for comparing two backends on a model of any label set."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    _, channels, frames, height, width = spec.input_shape
+    for index in range(count):
+        coarse = rng.uniform(-1.0, 1.0, size=(channels, max(2, frames // 4), 7, 7)).astype(np.float32)
+        clip = np.empty((1, channels, frames, height, width), dtype=np.float32)
+        for c in range(channels):
+            for t in range(frames):
+                step = coarse[c, min(t * coarse.shape[1] // frames, coarse.shape[1] - 1)]
+                clip[0, c, t] = cv2.resize(step, (width, height), interpolation=cv2.INTER_LINEAR)
+        yield LabelledClip(f"random/{seed}/{index:05d}", clip, None)
+
+
 def _label_index(spec: ModelSpec) -> dict[str, int]:
     return {gloss: index for index, gloss in enumerate(spec.labels)}
 

@@ -21,6 +21,8 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 LABELS_FILE = "labels.txt"
 MODEL_FILE = "model.onnx"
+INT8_MODEL_FILE = "model.int8.onnx"
+CALIBRATION_CACHE_FILE = "calibration.cache"
 INPUT_LAYOUT = "NCTHW"
 COLOR_ORDER = "BGR"
 VALUE_RANGE = (-1.0, 1.0)
@@ -136,6 +138,11 @@ class Bundle:
     @property
     def model_path(self) -> Path:
         return self.path / MODEL_FILE
+
+    def checksums(self) -> dict[str, str]:
+        """sha256 of each bundle file as recorded in the manifest."""
+        files = self.manifest.get("files", {})
+        return {name: entry["sha256"] for name, entry in files.items() if isinstance(entry, dict)}
 
     def verify_file(self, name: str) -> None:
         """Refuse a bundle file whose sha256 differs from the manifest's."""

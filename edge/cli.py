@@ -85,7 +85,9 @@ def _open_recognizer(args: argparse.Namespace):
 
     config = load_config(args.config).model
     bundle = load_bundle(resolve_bundle_path(args.bundle, config.bundle))
-    backend = open_backend(bundle, config.backend, args.threads or config.threads)
+    backend, _ = open_backend(
+        bundle, config.backend, args.threads or config.threads, config.precision, config.build_if_missing
+    )
     top_k = args.top_k or config.top_k
     combine = args.combine or config.combine
     return VideoRecognizer(backend, combine, top_k, config.min_confidence, args.sampling)  # type: ignore[arg-type]
@@ -138,6 +140,48 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     report = calibrate_bundle(Path(args.bundle), plan)
     print(report.table())
     print(f"wrote {Path(args.bundle) / 'model.int8.onnx'} and int8_report.json")
+    return EXIT_OK if report.passed else EXIT_FAILURE
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from convert.engine import build_engine
+
+    engine = build_engine(Path(args.bundle), args.precision, args.workspace_mb, args.dla_core)
+    print(f"wrote {engine} and {engine.name}.json")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from calibration.clips import SYNTHETIC, open_source, random_clips
+    from demo.signer import GLOSSES
+    from edge.backends.onnxruntime import OnnxRuntimeBackend
+    from edge.backends.tensorrt import TensorRTBackend, import_tensorrt
+    from edge.bundle import load_bundle
+    from edge.engines import current_device, read_sidecar, select_engine
+    from edge.errors import BackendError
+    from edge.verify import compare_backends
+
+    import_tensorrt()
+    bundle = load_bundle(args.bundle)
+    engine = (
+        Path(args.engine) if args.engine else select_engine(bundle.path, current_device(), bundle.checksums())
+    )
+    if engine is None:
+        raise BackendError(f"no engine for this device in {bundle.path / 'engines'}; run 'asl-edge build'")
+    source = args.clips or (SYNTHETIC if bundle.spec.labels == GLOSSES else None)
+    clips = (
+        open_source(source, bundle.spec, args.count) if source else random_clips(bundle.spec, args.count, 0)
+    )
+    candidate = TensorRTBackend(bundle, engine)
+    reference = OnnxRuntimeBackend(bundle.model_path, bundle.spec)
+    try:
+        report = compare_backends(
+            candidate, reference, (c.clip for c in clips), read_sidecar(engine).precision
+        )
+    finally:
+        candidate.close()
+        reference.close()
+    print(f"{engine.name}: {report.summary()}")
     return EXIT_OK if report.passed else EXIT_FAILURE
 
 
@@ -220,6 +264,22 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--method", choices=("entropy", "minmax", "percentile"), default="entropy")
     calibrate.add_argument("--video-root", help="WLASL videos folder (default: videos/ beside the split)")
     calibrate.set_defaults(handler=cmd_calibrate)
+
+    build = commands.add_parser("build", help="TensorRT engine for this device (on the Jetson)")
+    build.add_argument("bundle", help="model bundle directory")
+    build.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16")
+    build.add_argument("--workspace-mb", type=_positive_int, default=1024, help="builder workspace (MiB)")
+    build.add_argument("--dla-core", type=int, help="build for this DLA core (GPU fallback allowed)")
+    build.set_defaults(handler=cmd_build)
+
+    verify = commands.add_parser("verify", help="compare a TensorRT engine with ONNX Runtime FP32")
+    verify.add_argument("bundle", help="model bundle directory")
+    verify.add_argument("--engine", help="engine file (default: this device's best engine in the bundle)")
+    verify.add_argument(
+        "--clips", help="'synthetic', a folder of videos or a WLASL split (default: synthetic or random)"
+    )
+    verify.add_argument("--count", type=_positive_int, default=16, help="clips to compare (16)")
+    verify.set_defaults(handler=cmd_verify)
 
     recognize = commands.add_parser("recognize", help="recognize the sign in video files or URLs")
     recognize.add_argument("sources", nargs="+", metavar="SOURCE", help="video file or http(s) URL")

@@ -37,7 +37,21 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     bundle: str = _field("", "model bundle directory; empty for the demo bundle shipped with asl-edge")
-    backend: str = _field("auto", "inference backend", choices=("auto", "onnxruntime"))
+    backend: str = _field(
+        "auto",
+        "inference backend: auto (TensorRT when it imports and an engine for this device exists, "
+        "else ONNX Runtime), tensorrt or onnxruntime",
+        choices=("auto", "tensorrt", "onnxruntime"),
+    )
+    precision: str = _field(
+        "auto",
+        "TensorRT engine precision to use or build: auto (best engine present, else build fp16), "
+        "fp16, int8 or fp32",
+        choices=("auto", "fp16", "int8", "fp32"),
+    )
+    build_if_missing: bool = _field(
+        False, "build the TensorRT engine at start when this device has none (takes minutes)"
+    )
     threads: int = _field(0, "CPU threads for ONNX Runtime; 0 for every core this process may use", min=0)
     top_k: int = _field(5, "how many ranked words to report with each prediction", min=1, max=100)
     min_confidence: float = _field(

@@ -6,6 +6,7 @@ set -euo pipefail
 venv=${1:-.venv}
 here=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
+TRT_STUBS_VERSION=10.13.0.35.1
 
 missing=()
 while read -r package; do
@@ -26,7 +27,7 @@ fi
 # Reinstall when the pins, setup.py or the set of top-level packages changed (an editable install
 # only maps the packages that existed when it was made).
 stamp="$venv/.asl-edge-installed"
-fingerprint=$(cd "$here" && cat requirements/ci.txt setup.py && ls -d -- */__init__.py)
+fingerprint=$(cd "$here" && cat requirements/ci.txt setup.py scripts/bootstrap.sh && ls -d -- */__init__.py)
 fingerprint=$(printf '%s' "$fingerprint" | sha256sum | cut -d' ' -f1)
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$fingerprint" ]]; then
     exit 0
@@ -38,4 +39,7 @@ fi
 # Everything pinned; torch to its CPU build (an unpinned torch would pull a multi-GB CUDA build).
 "$venv/bin/python" -m pip install -q -r "$here/requirements/ci.txt"
 "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$here"
+# TensorRT 10 type stubs for the static API check (tests/test_trt_api.py), kept outside
+# site-packages: installed there, their 'tensorrt' folder would look like an importable TensorRT.
+"$venv/bin/python" -m pip install -q --no-deps --upgrade --target "$venv/trt-stubs" "tensorrt-stubs==$TRT_STUBS_VERSION"
 echo "$fingerprint" > "$stamp"

@@ -50,7 +50,7 @@ def test_environment_variable_names_the_file(tmp_path, monkeypatch):
         ("[model]\ntop_k = 0\n", "model.top_k: 0 is below the minimum 1"),
         ('[model]\ntop_k = "5"\n', "model.top_k: expected int, got str"),
         ("[model]\ntop_k = true\n", "model.top_k: expected int, got bool"),
-        ('[model]\nbackend = "cuda"\n', "model.backend: 'cuda' is not one of auto, onnxruntime"),
+        ('[model]\nbackend = "cuda"\n', "model.backend: 'cuda' is not one of auto, tensorrt, onnxruntime"),
         ("[model]\nmin_confidence = 1.5\n", "model.min_confidence: 1.5 is above the maximum 1.0"),
         ('[device]\nid = "a/b"\n', "device.id: 'a/b' must be 1-64 ASCII"),
         ("model = 3\n", "model: must be a table"),

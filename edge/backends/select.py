@@ -1,8 +1,15 @@
-"""Choosing and opening the inference backend named in the config."""
+"""Choosing and opening the inference backend named in the config.
+
+``auto`` takes TensorRT when it imports and an engine built for this device exists (or is built,
+with ``build_if_missing``), else ONNX Runtime on the CPU; the choice and its reason are logged and
+kept on the returned backend's ``selection`` so that status reports can show them. ``tensorrt``
+never falls back silently: without TensorRT or an engine it is an error that says what to do.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from edge.backends.base import Backend
 from edge.bundle import Bundle
@@ -10,13 +17,69 @@ from edge.errors import BackendError
 
 log = logging.getLogger(__name__)
 
+CHOICES = ("auto", "tensorrt", "onnxruntime")
 
-def open_backend(bundle: Bundle, choice: str = "auto", threads: int = 0) -> Backend:
-    """Open the backend for ``bundle``; ``auto`` is ONNX Runtime on the CPU for now."""
-    if choice not in ("auto", "onnxruntime"):
-        raise BackendError(f"backend {choice!r} is not available; use 'auto' or 'onnxruntime'")
+
+@dataclass(frozen=True)
+class Selection:
+    """Which backend runs, and why (for logs and status messages)."""
+
+    backend: str
+    requested: str
+    reason: str
+
+
+def _open_tensorrt(bundle: Bundle, precision: str, build_if_missing: bool) -> tuple[Backend, str] | str:
+    """The TensorRT backend and why, or the reason it cannot be used."""
+    from edge.backends.tensorrt import TensorRTBackend, tensorrt_available
+    from edge.engines import current_device, select_engine
+
+    if not tensorrt_available():
+        return "TensorRT is not installed (it comes with JetPack on the Jetson)"
+    wanted = None if precision == "auto" else precision
+    engine = select_engine(bundle.path, current_device(), bundle.checksums(), wanted)
+    reason = f"engine {engine.name}" if engine else ""
+    if engine is None:
+        if not build_if_missing:
+            label = f"{wanted} engine" if wanted else "engine"
+            return (
+                f"no {label} for this device in {bundle.path / 'engines'}; run "
+                f"'asl-edge build {bundle.path} --precision {wanted or 'fp16'}' or set "
+                "[model] build_if_missing = true"
+            )
+        from convert.engine import build_engine
+
+        log.info("building a %s TensorRT engine for this device (build_if_missing)", wanted or "fp16")
+        engine = build_engine(bundle.path, wanted or "fp16")
+        reason = f"engine {engine.name}, built at start"
+    return TensorRTBackend(bundle, engine), reason
+
+
+def open_backend(
+    bundle: Bundle,
+    choice: str = "auto",
+    threads: int = 0,
+    precision: str = "auto",
+    build_if_missing: bool = False,
+) -> tuple[Backend, Selection]:
+    """Open the backend for ``bundle`` as the config asks; returns it with the selection made."""
+    if choice not in CHOICES:
+        raise BackendError(f"backend {choice!r} is not one of {', '.join(CHOICES)}")
+    if choice in ("auto", "tensorrt"):
+        opened = _open_tensorrt(bundle, precision, build_if_missing)
+        if isinstance(opened, tuple):
+            backend, reason = opened
+            selection = Selection("tensorrt", choice, reason)
+            log.info("backend: tensorrt (%s): %s", choice, reason)
+            return backend, selection
+        if choice == "tensorrt":
+            raise BackendError(f"backend 'tensorrt': {opened}")
+        fallback_reason = opened
+    else:
+        fallback_reason = "requested in the config"
     from edge.backends.onnxruntime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(bundle.model_path, bundle.spec, threads=threads or None)
-    log.info("backend: %s (%s), model %s", backend.name, choice, bundle.spec.model_id)
-    return backend
+    selection = Selection("onnxruntime", choice, fallback_reason)
+    log.info("backend: onnxruntime (%s): %s", choice, fallback_reason)
+    return backend, selection

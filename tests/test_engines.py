@@ -1,0 +1,242 @@
+"""Engines that know their device, backend selection and verification: everything but TensorRT."""
+
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.backends.onnxruntime import OnnxRuntimeBackend
+from edge.backends.select import open_backend
+from edge.backends.tensorrt import tensorrt_available
+from edge.bundle import load_bundle
+from edge.cli import main
+from edge.engines import (
+    DeviceInfo,
+    EngineMismatch,
+    Sidecar,
+    atomic_write_bytes,
+    check_engine,
+    engine_path,
+    read_l4t_release,
+    read_sidecar,
+    select_engine,
+    sidecar_path,
+    write_sidecar,
+)
+from edge.errors import BackendError
+from edge.verify import compare_backends
+
+SIDECARS = Path(__file__).parent / "fixtures" / "sidecars"
+ORIN_JP60 = DeviceInfo("8.6.2", "Orin", "8.7", "R36.2.0")
+ORIN_JP62 = DeviceInfo("10.3.0", "Orin", "8.7", "R36.4.3")
+XAVIER = DeviceInfo("8.5.2", "Xavier", "7.2", "R35.4.1")
+
+
+def _recorded(name: str) -> Sidecar:
+    return Sidecar.from_dict(json.loads((SIDECARS / f"{name}.json").read_text()))
+
+
+def _install(bundle_dir: Path, name: str) -> Path:
+    """Put a recorded engine (dummy bytes) and its sidecar into ``bundle_dir``."""
+    sidecar = _recorded(name)
+    engine = engine_path(bundle_dir, sidecar.device, sidecar.precision)
+    atomic_write_bytes(engine, b"serialized engine")
+    write_sidecar(engine, sidecar)
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("recorded", "device", "pattern"),
+    [
+        (
+            "orin-nano-jetpack60-fp16",
+            ORIN_JP62,
+            r"TensorRT 8\.6\.2 on Orin \(sm 8\.7\); this device has TensorRT 10\.3\.0",
+        ),
+        (
+            "orin-nano-jetpack60-fp16",
+            XAVIER,
+            r"on Orin \(sm 8\.7\); this device has TensorRT 8\.5\.2 on Xavier",
+        ),
+        ("rtx-4090-desktop-fp16", ORIN_JP62, r"NVIDIA GeForce RTX 4090 \(sm 8\.9\)"),
+        ("xavier-nx-jetpack51-fp16", ORIN_JP60, r"Xavier \(sm 7\.2\)"),
+    ],
+)
+def test_engines_from_other_devices_are_refused_in_one_line(tmp_path, recorded, device, pattern):
+    sidecar = _recorded(recorded)
+    with pytest.raises(EngineMismatch, match=pattern) as info:
+        check_engine(tmp_path / "x.engine", sidecar, device, tmp_path, "ONNX")
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"rebuild with 'asl-edge build {tmp_path} --precision {sidecar.precision}'" in message
+
+
+def test_matching_engine_passes_and_a_changed_onnx_does_not(tmp_path):
+    sidecar = _recorded("orin-nano-jetpack60-fp16")
+    check_engine(tmp_path / "e.engine", sidecar, ORIN_JP60, tmp_path, "ONNX")
+    # The L4T release is informative only: a JetPack point release with the same TensorRT is fine.
+    check_engine(tmp_path / "e.engine", sidecar, replace(ORIN_JP60, l4t="R36.2.1"), tmp_path, "ONNX")
+    with pytest.raises(EngineMismatch, match=r"built from another model\.onnx"):
+        check_engine(tmp_path / "e.engine", sidecar, ORIN_JP60, tmp_path, "CHANGED")
+
+
+def test_select_prefers_int8_then_fp16_and_skips_foreign_or_damaged_engines(tmp_path):
+    checksums = {"model.onnx": "ONNX", "model.int8.onnx": "INT8"}
+    assert select_engine(tmp_path, ORIN_JP62, checksums) is None
+    _install(tmp_path, "orin-nano-jetpack60-fp16")  # another TensorRT version
+    _install(tmp_path, "rtx-4090-desktop-fp16")
+    assert select_engine(tmp_path, ORIN_JP62, checksums) is None
+    fp16 = _install(tmp_path, "orin-nano-jetpack60-fp16")
+    assert select_engine(tmp_path, ORIN_JP60, checksums) == fp16
+    int8 = _install(tmp_path, "orin-nano-jetpack62-int8")
+    fp16_jp62 = engine_path(tmp_path, ORIN_JP62, "fp16")
+    atomic_write_bytes(fp16_jp62, b"engine")
+    write_sidecar(fp16_jp62, replace(_recorded("orin-nano-jetpack60-fp16"), device=ORIN_JP62))
+    assert select_engine(tmp_path, ORIN_JP62, checksums) == int8
+    assert select_engine(tmp_path, ORIN_JP62, checksums, "fp16") == fp16_jp62
+    assert select_engine(tmp_path, ORIN_JP62, {**checksums, "model.int8.onnx": "NEW"}) == fp16_jp62
+    sidecar_path(fp16_jp62).write_text("{broken")
+    assert select_engine(tmp_path, ORIN_JP62, checksums, "fp16") is None
+    with pytest.raises(EngineMismatch, match="unreadable engine sidecar"):
+        read_sidecar(fp16_jp62)
+    sidecar_path(int8).unlink()
+    with pytest.raises(EngineMismatch, match="no sidecar"):
+        read_sidecar(int8)
+
+
+def test_engine_names_carry_version_gpu_and_precision(tmp_path):
+    device = DeviceInfo("10.3.0", "NVIDIA Jetson AGX Orin", "8.7")
+    assert engine_path(tmp_path, device, "int8").name == "10.3.0-nvidia-jetson-agx-orin-int8.engine"
+    with pytest.raises(BackendError, match="precision must be one of"):
+        engine_path(tmp_path, device, "int4")
+
+
+def test_sidecar_round_trip(tmp_path):
+    sidecar = _recorded("orin-nano-jetpack62-int8")
+    engine = tmp_path / "engines" / "e.engine"
+    write_sidecar(engine, sidecar)
+    assert read_sidecar(engine) == sidecar
+    assert json.loads(sidecar_path(engine).read_text())["format_version"] == 1
+
+
+def test_atomic_write_never_leaves_a_half_file(tmp_path, monkeypatch):
+    target = tmp_path / "engines" / "model.engine"
+    atomic_write_bytes(target, b"old engine")
+
+    def crash(*_args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(target, b"new engine that never lands")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old engine"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.engine"]
+    atomic_write_bytes(target, b"new engine")
+    assert target.read_bytes() == b"new engine"
+
+
+def test_l4t_release_parsing(tmp_path):
+    release = tmp_path / "nv_tegra_release"
+    release.write_text("# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64\n")
+    assert read_l4t_release(release) == "R36.3.0"
+    release.write_text("garbage")
+    assert read_l4t_release(release) is None
+    assert read_l4t_release(tmp_path / "missing") is None
+
+
+def test_tensorrt_absent_or_stubs_only_is_not_available(tmp_path, monkeypatch):
+    stubs_only = tmp_path / "site"
+    (stubs_only / "tensorrt").mkdir(parents=True)
+    (stubs_only / "tensorrt" / "__init__.pyi").write_text("__version__: str\n")
+    monkeypatch.syspath_prepend(str(stubs_only))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    try:
+        assert tensorrt_available() is False
+    finally:
+        sys.modules.pop("tensorrt", None)
+
+
+@pytest.mark.skipif(tensorrt_available(), reason="checks the behaviour without TensorRT")
+def test_backend_selection_without_tensorrt(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    backend, selection = open_backend(bundle, "auto")
+    assert (backend.name, selection.backend) == ("onnxruntime", "onnxruntime")
+    assert "TensorRT is not installed" in selection.reason
+    backend.close()
+    backend, selection = open_backend(bundle, "onnxruntime")
+    assert selection.reason == "requested in the config"
+    backend.close()
+    with pytest.raises(BackendError, match="backend 'tensorrt': TensorRT is not installed"):
+        open_backend(bundle, "tensorrt")
+    with pytest.raises(BackendError, match="not one of auto, tensorrt, onnxruntime"):
+        open_backend(bundle, "cuda")
+
+
+@pytest.mark.skipif(tensorrt_available(), reason="checks the behaviour without TensorRT")
+def test_build_and_verify_without_tensorrt_are_clear_errors(tiny_bundle, capsys):
+    assert main(["build", str(tiny_bundle), "--precision", "fp16"]) == 2
+    assert main(["verify", str(tiny_bundle)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == ["asl-edge: error: TensorRT is not installed (JetPack provides it on the Jetson)"] * 2
+
+
+def test_verify_comparison_with_two_real_backends(tiny_bundle, tmp_path, tiny_checkpoint, tiny_labels):
+    from calibration.clips import random_clips
+    from convert.i3d import InceptionI3d
+    from convert.pipeline import convert_checkpoint
+    from convert.random_model import randomize
+    from tests.conftest import save_checkpoint
+
+    bundle = load_bundle(tiny_bundle)
+    reference = OnnxRuntimeBackend(bundle.model_path, bundle.spec, threads=1)
+    same = OnnxRuntimeBackend(bundle.model_path, bundle.spec, threads=2)
+    clips = [c.clip for c in random_clips(bundle.spec, 4, seed=3)]
+    identical = compare_backends(same, reference, clips, "fp16")
+    assert identical.passed
+    assert identical.clips == 4
+    assert identical.max_rel_diff < 1e-5
+    other_checkpoint = save_checkpoint(randomize(InceptionI3d(10, width=0.125), seed=123), tmp_path / "o.pt")
+    convert_checkpoint(other_checkpoint, tiny_labels, 16, tmp_path / "other")
+    other = load_bundle(tmp_path / "other")
+    different = OnnxRuntimeBackend(other.model_path, other.spec, threads=1)
+    report = compare_backends(different, reference, clips, "int8")
+    assert not report.passed
+    assert report.max_rel_diff > 0.05
+    assert "FAIL" in report.summary()
+    for backend in (reference, same, different):
+        backend.close()
+
+
+def test_random_clips_are_smooth_and_deterministic(tiny_bundle):
+    from calibration.clips import random_clips
+
+    spec = load_bundle(tiny_bundle).spec
+    first = [c.clip for c in random_clips(spec, 2, seed=1)]
+    again = [c.clip for c in random_clips(spec, 2, seed=1)]
+    assert first[0].shape == spec.input_shape
+    assert np.array_equal(first[1], again[1])
+    assert np.abs(np.diff(first[0], axis=-1)).mean() < 0.05
+    assert first[0].min() >= -1.0
+    assert first[0].max() <= 1.0
+
+
+def test_config_accepts_tensorrt_settings(tmp_path):
+    from edge.config import read_config
+
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\nbackend = "tensorrt"\nprecision = "int8"\nbuild_if_missing = true\n')
+    config, problems = read_config(path)
+    assert problems == []
+    assert (config.model.backend, config.model.precision, config.model.build_if_missing) == (
+        "tensorrt",
+        "int8",
+        True,
+    )
+    path.write_text('[model]\nbuild_if_missing = "yes"\nprecision = "int4"\n')
+    _, problems = read_config(path)
+    assert len(problems) == 2

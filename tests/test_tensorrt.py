@@ -1,0 +1,86 @@
+"""TensorRT on the device: build FP16/INT8 engines, load, infer, verify against ONNX Runtime.
+
+These run as-is on a Jetson (``pytest -m tensorrt``) and skip, with the reason shown, wherever
+TensorRT, pycuda or a GPU is missing (every machine of our CI).
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge.backends.tensorrt import tensorrt_available
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _gpu_problem() -> str | None:
+    if not tensorrt_available():
+        return "TensorRT is not installed (JetPack provides it on a Jetson)"
+    try:
+        from edge.backends.cuda import gpu_properties
+
+        gpu_properties()
+    except Exception as exc:  # pycuda missing or no CUDA device: any of them means no GPU here
+        return f"no usable CUDA GPU: {exc}"
+    return None
+
+
+PROBLEM = _gpu_problem()
+pytestmark = [pytest.mark.tensorrt, pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")]
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo bundle (with its QDQ model) to build engines into."""
+    target = tmp_path_factory.mktemp("trt") / "bundle"
+    shutil.copytree(ROOT / "demo" / "bundle", target)
+    return target
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_build_load_infer_and_verify(bundle_dir, precision):
+    from calibration.clips import open_source
+    from convert.engine import build_engine
+    from edge.backends.onnxruntime import OnnxRuntimeBackend
+    from edge.backends.tensorrt import TensorRTBackend
+    from edge.bundle import load_bundle
+    from edge.engines import read_sidecar
+    from edge.verify import compare_backends
+
+    engine = build_engine(bundle_dir, precision)
+    sidecar = read_sidecar(engine)
+    assert sidecar.precision == precision
+    assert sidecar.onnx_file == ("model.int8.onnx" if precision == "int8" else "model.onnx")
+    bundle = load_bundle(bundle_dir)
+    candidate = TensorRTBackend(bundle, engine)
+    reference = OnnxRuntimeBackend(bundle.model_path, bundle.spec)
+    clips = [c.clip for c in open_source("synthetic", bundle.spec, 12, seed=4)]
+    report = compare_backends(candidate, reference, clips, precision)
+    candidate.close()
+    reference.close()
+    assert report.passed, report.summary()
+
+
+def test_engine_for_a_changed_model_is_refused(bundle_dir):
+    from convert.engine import build_engine
+    from edge.backends.tensorrt import TensorRTBackend
+    from edge.bundle import load_bundle
+    from edge.engines import EngineMismatch, read_sidecar, write_sidecar
+
+    engine = build_engine(bundle_dir, "fp16")
+    sidecar = read_sidecar(engine)
+    write_sidecar(engine, type(sidecar)(**{**sidecar.__dict__, "onnx_sha256": "0" * 64}))
+    with pytest.raises(EngineMismatch, match="rebuild with 'asl-edge build"):
+        TensorRTBackend(load_bundle(bundle_dir), engine)
+
+
+def test_auto_selection_prefers_the_engine(bundle_dir):
+    from convert.engine import build_engine
+    from edge.backends.select import open_backend
+    from edge.bundle import load_bundle
+
+    build_engine(bundle_dir, "fp16")
+    backend, selection = open_backend(load_bundle(bundle_dir), "auto")
+    assert selection.backend == "tensorrt"
+    backend.close()
