@@ -34,6 +34,7 @@ class Recognition:
     frames: int
     windows: int
     latency_ms: float
+    backend: str
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -44,6 +45,7 @@ class Recognition:
             "latency_ms": round(self.latency_ms, 1),
             "frames": self.frames,
             "windows": self.windows,
+            "backend": self.backend,
         }
 
 
@@ -146,4 +148,4 @@ class VideoRecognizer:
         else:
             decision, count, windows = self.recognize_frames(read_frames(source))
         latency_ms = (time.perf_counter() - started) * 1000.0
-        return Recognition(source, decision, count, windows, latency_ms)
+        return Recognition(source, decision, count, windows, latency_ms, self.backend.name)

@@ -64,6 +64,7 @@ def test_json_output_fields_and_exit_code(tiny_bundle, videos, capsys):
         scores = [k["score"] for k in row["top_k"]]
         assert scores == sorted(scores, reverse=True)
         assert row["latency_ms"] > 0
+        assert row["backend"] == "onnxruntime"
 
 
 def test_word_matches_a_hand_computed_inference(tiny_bundle, videos, capsys):
