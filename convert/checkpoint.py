@@ -64,7 +64,12 @@ def build_model(state: dict[str, torch.Tensor], path: Path) -> InceptionI3d:
             f"(found e.g. {_describe(sorted(state))})"
         )
     num_classes, width = int(head.shape[0]), int(stem.shape[0]) / STEM_CHANNELS
-    model = InceptionI3d(num_classes, width=width, in_channels=int(stem.shape[1]))
+    if int(stem.shape[1]) != 3:
+        raise CheckpointError(
+            f"{path}: an I3D with {int(stem.shape[1])} input channels (optical flow?); asl-edge runs "
+            "the RGB stream (3 channels)"
+        )
+    model = InceptionI3d(num_classes, width=width)
     expected = model.state_dict()
     # Checkpoints from PyTorch < 0.4.1 have no BatchNorm batch counters; they do not affect inference.
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]

@@ -43,7 +43,7 @@ def load_labels(path: str | Path, num_classes: int) -> list[str]:
     """The first ``num_classes`` glosses (WLASL-N uses the first N lines of the class list)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise LabelsError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:

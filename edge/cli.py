@@ -1,7 +1,8 @@
 """The ``asl-edge`` command. Only this module turns errors into messages and exit codes.
 
-Exit codes: 0 success, 2 bad input (a source, checkpoint, bundle or config that cannot be used),
-1 anything unexpected.
+Exit codes: 0 success; 2 bad input (a source, checkpoint, bundle, config or missing TensorRT that
+makes the command impossible); 1 a check that ran and failed (INT8 beyond its accuracy margin, an
+engine outside tolerance) or an unexpected error.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from edge.errors import AslEdgeError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
-log = logging.getLogger("asl-edge")
-
 
 def _error(message: str) -> None:
-    print(f"asl-edge: error: {message}", file=sys.stderr, flush=True)
+    """One line per error, even when a library's message spans several."""
+    line = " | ".join(part.strip() for part in message.strip().splitlines() if part.strip())
+    print(f"asl-edge: error: {line}", file=sys.stderr, flush=True)
 
 
 def _parse_roi(text: str) -> tuple[float, float, float, float]:

@@ -82,3 +82,10 @@ def test_missing_file_and_non_dict(tmp_path):
     torch.save([torch.zeros(1)], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="expected a state_dict"):
         load_checkpoint(tmp_path / "list.pt")
+
+
+def test_flow_stream_checkpoints_are_refused(tmp_path):
+    flow = InceptionI3d(5, width=0.125, in_channels=2)
+    torch.save(flow.state_dict(), tmp_path / "flow.pt")
+    with pytest.raises(CheckpointError, match="2 input channels"):
+        load_checkpoint(tmp_path / "flow.pt")

@@ -45,3 +45,8 @@ def test_unreadable_labels(tmp_path):
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(LabelsError, match="cannot read labels"):
         load_labels(tmp_path / "bin.txt", 1)
+
+
+def test_byte_order_mark_is_ignored(tmp_path):
+    (tmp_path / "l.txt").write_bytes("0\tbook\n1\tdrink\n".encode("utf-8-sig"))
+    assert load_labels(tmp_path / "l.txt", 2) == ["book", "drink"]

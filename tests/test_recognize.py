@@ -214,3 +214,10 @@ def test_resample_mode_runs_one_clip_over_the_whole_video(tiny_bundle, videos, c
     frames = moving_blob_frames(46, seed=5)  # evenly spaced picks: 0, 3, ..., 45
     decision, _, _ = recognizer.recognize_frames(frames)
     assert decision.word == _expected_word(tiny_bundle, frames[::3])
+
+
+def test_multi_line_library_errors_stay_on_one_line(capsys):
+    from edge.cli import _error
+
+    _error("first line\n  second line\n")
+    assert capsys.readouterr().err == "asl-edge: error: first line | second line\n"
