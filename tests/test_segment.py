@@ -1,0 +1,65 @@
+"""Motion segmentation on synthetic sentences: one segment per sign, at the sign's time."""
+
+import numpy as np
+import pytest
+
+from demo.signer import GLOSSES, render_sentence
+from edge.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings
+
+FPS = 30.0
+
+
+def _segments(frames: np.ndarray, settings: SegmenterSettings | None = None) -> list[Segment]:
+    meter, segmenter, found = MotionMeter(), MotionSegmenter(settings), []
+    for index, frame in enumerate(frames):
+        segment = segmenter.update(index / FPS, meter(frame))
+        if segment:
+            found.append(segment)
+    last = segmenter.flush()
+    return [*found, last] if last else found
+
+
+@pytest.mark.parametrize(("seed", "size"), [(1, (320, 240)), (2, (320, 180)), (3, (180, 320))])
+def test_each_sign_of_a_sentence_is_one_segment(seed, size):
+    rng = np.random.default_rng([4242, seed])
+    words = [GLOSSES[i] for i in rng.permutation(len(GLOSSES))[:5]]
+    frames, spans = render_sentence(words, rng, size, FPS)
+    segments = _segments(frames)
+    assert len(segments) == len(spans)
+    for (start, end), segment in zip(spans, segments, strict=True):
+        assert abs(segment.start_s - start) <= 0.25
+        assert abs(segment.end_s - end) <= 0.3
+        assert not segment.cut
+
+
+def test_a_still_scene_and_a_twitch_give_nothing():
+    rng = np.random.default_rng(0)
+    still = np.repeat(rng.integers(0, 255, (1, 120, 160, 3), dtype=np.uint8), 60, axis=0)
+    assert _segments(still) == []
+    twitch = still.copy()
+    twitch[30:33, 40:80, 40:80] = 255
+    assert _segments(twitch) == []
+
+
+def test_endless_motion_is_cut_at_the_maximum_and_flush_ends_a_sign():
+    rng = np.random.default_rng(1)
+    noisy = rng.integers(0, 255, (200, 60, 80, 3), dtype=np.uint8)
+    segments = _segments(noisy, SegmenterSettings(max_sign_s=2.0))
+    assert [s.cut for s in segments] == [True, True, True, False]
+    assert segments[0].duration_s == pytest.approx(2.0 + 0.1 + 1 / FPS, abs=0.05)
+    segmenter = MotionSegmenter()
+    for index in range(20):
+        segmenter.update(index / FPS, 0.05)
+    assert segmenter.in_sign
+    flushed = segmenter.flush()
+    assert flushed is not None
+    assert flushed.end_s == pytest.approx(19 / FPS + 0.1)
+    assert segmenter.flush() is None
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"stop_fraction": 0.01, "start_fraction": 0.001}, {"min_sign_s": 5.0}, {"rest_s": 0}]
+)
+def test_invalid_settings(kwargs):
+    with pytest.raises(ValueError):
+        SegmenterSettings(**kwargs)
