@@ -1,0 +1,72 @@
+"""Validation of feedback messages from the kiosk UI (MQTT ``.../feedback``).
+
+Anything can arrive on a topic, so every field is checked before the store sees it: size, UTF-8,
+JSON, an object with known keys only, types (``correct`` must be a real boolean), identifier and
+label lengths and characters. A rejection carries one short reason for the ack topic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+
+MAX_PAYLOAD_BYTES = 4096
+MAX_LABEL_CHARS = 64
+SCHEMA_VERSION = 1
+_PREDICTION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_KNOWN_KEYS = {"schema", "prediction_id", "correct", "label"}
+
+
+@dataclass(frozen=True)
+class Feedback:
+    prediction_id: str
+    correct: bool
+    label: str | None
+
+
+class FeedbackRejected(ValueError):
+    """The message is not valid feedback; the message says why, in one line."""
+
+
+def _label_ok(label: str) -> bool:
+    """Letters (any script), digits, spaces and a little punctuation; no control characters."""
+    return (
+        all(unicodedata.category(ch)[0] in ("L", "N", "M") or ch in " -'.,/" for ch in label)
+        and label == label.strip()
+    )
+
+
+def parse_feedback(payload: bytes) -> Feedback:
+    """A validated Feedback, or FeedbackRejected with the reason."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise FeedbackRejected(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise FeedbackRejected("payload is not UTF-8") from None
+    except (json.JSONDecodeError, RecursionError):
+        raise FeedbackRejected("payload is not JSON") from None
+    if not isinstance(data, dict):
+        raise FeedbackRejected("payload must be a JSON object")
+    unknown = set(data) - _KNOWN_KEYS
+    if unknown:
+        raise FeedbackRejected(f"unknown keys: {', '.join(sorted(unknown))[:100]}")
+    if data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise FeedbackRejected(f"schema must be {SCHEMA_VERSION}")
+    prediction_id = data.get("prediction_id")
+    if not isinstance(prediction_id, str) or not _PREDICTION_ID.fullmatch(prediction_id):
+        raise FeedbackRejected("prediction_id must be a string of 1-64 letters, digits or '_.:-'")
+    correct = data.get("correct")
+    if not isinstance(correct, bool):
+        raise FeedbackRejected("correct must be true or false")
+    label = data.get("label")
+    if label is not None:
+        if not isinstance(label, str):
+            raise FeedbackRejected("label must be a string")
+        if not 0 < len(label) <= MAX_LABEL_CHARS:
+            raise FeedbackRejected(f"label must be 1-{MAX_LABEL_CHARS} characters")
+        if not _label_ok(label):
+            raise FeedbackRejected("label may hold letters, digits, spaces and - ' . , / only")
+    return Feedback(prediction_id, correct, label)
