@@ -1,0 +1,112 @@
+"""Capture through real GStreamer: files, the live test source, errors and restarts."""
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.capture import Capture, CaptureError, SourceSettings, pipeline_for
+from tests.conftest import moving_blob_frames, write_video
+
+
+def _collect(capture: Capture, limit: int = 1000, timeout_s: float = 20.0) -> list:
+    frames, started = [], time.monotonic()
+    for frame in capture.frames(timeout_s=0.2):
+        if frame is not None:
+            frames.append(frame)
+        if len(frames) >= limit or time.monotonic() - started > timeout_s:
+            break
+    return frames
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("capture") / "blob.mp4"
+    return write_video(path, moving_blob_frames(45, size=(320, 240), colour=(255, 0, 0), seed=3))
+
+
+def test_file_source_gives_every_frame_in_bgr_with_timestamps(video):
+    capture = Capture(SourceSettings(uri=f"file://{video}", realtime=False))
+    frames = _collect(capture)
+    capture.close()
+    assert len(frames) == 45
+    assert capture.ended
+    assert [f.index for f in frames] == list(range(45))
+    assert frames[1].timestamp_s == pytest.approx(1 / 30, abs=1e-3)
+    assert frames[-1].timestamp_s == pytest.approx(44 / 30, abs=1e-3)
+    reference = cv2.VideoCapture(str(video))
+    ok, first = reference.read()
+    assert ok
+    assert frames[0].image.shape == (240, 320, 3)
+    assert np.abs(frames[0].image.astype(int) - first.astype(int)).mean() < 3
+    assert capture.stats.frames_dropped == 0
+
+
+def test_realtime_file_plays_at_its_frame_rate(video):
+    started = time.monotonic()
+    capture = Capture(SourceSettings(uri=f"file://{video}"))
+    frames = _collect(capture)
+    capture.close()
+    assert len(frames) >= 44
+    assert time.monotonic() - started >= 1.2  # 45 frames at 30 fps
+
+
+def test_looping_file_restarts_its_timestamps(video):
+    capture = Capture(SourceSettings(uri=f"file://{video}", realtime=False, loop=True))
+    frames = _collect(capture, limit=100)
+    capture.close()
+    assert len(frames) == 100
+    assert frames[50].index == 5
+    assert frames[50].timestamp_s < frames[44].timestamp_s
+
+
+def test_live_test_source_drops_the_oldest_when_nobody_reads():
+    capture = Capture(SourceSettings(uri="test://", width=160, height=120, fps=30, queue_frames=4))
+    time.sleep(1.0)
+    frames = _collect(capture, limit=4)
+    capture.close()
+    assert [f.image.shape for f in frames] == [(120, 160, 3)] * 4
+    assert capture.stats.frames_dropped >= 15
+    assert capture.stats.frames_in >= 25
+
+
+def test_failing_live_source_is_restarted_with_backoff():
+    settings = SourceSettings(uri="v4l2:///dev/video-missing", restart_backoff_s=(0.1, 0.4))
+    capture = Capture(settings)
+    time.sleep(1.5)
+    capture.close()
+    assert capture.stats.restarts >= 3
+    assert capture.stats.last_error
+
+
+def test_missing_file_ends_the_stream_with_the_error(tmp_path):
+    capture = Capture(SourceSettings(uri=f"file://{tmp_path}/missing.mp4", realtime=False))
+    assert _collect(capture, timeout_s=10) == []
+    capture.close()
+    assert capture.ended
+    assert capture.stats.last_error == "Resource not found."
+    assert capture.stats.restarts == 0
+
+
+@pytest.mark.parametrize(
+    ("uri", "fragment"),
+    [
+        ("csi://1", "nvarguscamerasrc sensor-id=1"),
+        ("v4l2:///dev/video2", "v4l2src device=/dev/video2"),
+        ("rtsp://cam/stream", "rtspsrc location=rtsp://cam/stream"),
+        ("test://", "videotestsrc is-live=true"),
+    ],
+)
+def test_uris_map_to_pipelines(uri, fragment):
+    description = pipeline_for(SourceSettings(uri=uri))
+    assert fragment in description
+    assert description.endswith("sync=false")
+    assert "appsink name=sink" in description
+
+
+def test_bad_uris_are_refused():
+    with pytest.raises(CaptureError, match="unsupported source"):
+        pipeline_for(SourceSettings(uri="http://example/video"))
+    with pytest.raises(CaptureError, match="appsink name=sink"):
+        pipeline_for(SourceSettings(uri="gst:videotestsrc ! fakesink"))
