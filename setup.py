@@ -19,6 +19,7 @@ setup(
         "numpy>=1.24",
         "onnxruntime>=1.17",
         "opencv-python-headless>=4.8",
+        "paho-mqtt>=2.0,<3",
         "tomli>=2.0; python_version < '3.11'",
         "tqdm>=4.60",
     ],

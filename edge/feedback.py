@@ -8,9 +8,14 @@ label lengths and characters. A rejection carries one short reason for the ack t
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
+
+from edge.store import Store, StoreError, UnknownPrediction
+
+log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 4096
 MAX_LABEL_CHARS = 64
@@ -70,3 +75,24 @@ def parse_feedback(payload: bytes) -> Feedback:
         if not _label_ok(label):
             raise FeedbackRejected("label may hold letters, digits, spaces and - ' . , / only")
     return Feedback(prediction_id, correct, label)
+
+
+def handle_feedback(payload: bytes, store: Store) -> dict[str, object]:
+    """Validate, store durably, and return the acknowledgement (or rejection) to publish.
+
+    The acknowledgement carries the stored record with the predicted word, so fleet subscribers
+    see feedback as it happens; it is only produced after the row is on disk.
+    """
+    try:
+        feedback = parse_feedback(payload)
+        record = store.add_feedback(feedback.prediction_id, feedback.correct, feedback.label)
+    except FeedbackRejected as exc:
+        log.warning("feedback rejected: %s", exc)
+        return {"status": "rejected", "reason": str(exc)}
+    except UnknownPrediction as exc:
+        log.warning("feedback rejected: %s", exc)
+        return {"status": "rejected", "reason": str(exc), "prediction_id": feedback.prediction_id}
+    except StoreError as exc:
+        log.error("feedback not stored: %s", exc)
+        return {"status": "rejected", "reason": "the device could not store feedback; try again"}
+    return {"status": "stored", "feedback": record.to_json()}

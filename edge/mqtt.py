@@ -1,0 +1,192 @@
+"""The daemon's MQTT link (paho-mqtt 2.x): status, predictions out, feedback in.
+
+Topics under ``<prefix>`` (``asl/<device id>`` by default): ``status`` retained, ``online`` on
+connect and ``offline`` as the last will, so dashboards see a dead kiosk; ``prediction`` at QoS 1;
+``health``; ``feedback`` in; ``feedback/ack`` out. paho's network thread reconnects with
+exponential backoff. Messages published while the broker is away wait in a bounded queue and go
+out, in order, on reconnect; when the queue is full the oldest is dropped and counted, never lost
+silently.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from edge.errors import AslEdgeError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+class MqttError(AslEdgeError):
+    """The MQTT settings cannot be used (unreadable password or TLS files)."""
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic_prefix: str = "asl/dev-local"
+    client_id: str = ""
+    qos: int = 1
+    keepalive_s: int = 30
+    username: str = ""
+    password_file: str = ""
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    queue_limit: int = 1000
+    reconnect_s: tuple[int, int] = (1, 60)
+
+
+@dataclass
+class MqttStats:
+    published: int = 0
+    dropped: int = 0
+    connects: int = 0
+    connected: bool = False
+    feedback_in: int = field(default=0)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    suffix: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps({"schema": SCHEMA_VERSION, **payload}, ensure_ascii=False).encode("utf-8")
+
+
+class MqttLink:
+    """One connection; ``on_feedback(payload)`` runs on paho's thread for each feedback message."""
+
+    def __init__(self, settings: MqttSettings, on_feedback: Callable[[bytes], None] | None = None) -> None:
+        self.settings = settings
+        self.stats = MqttStats()
+        self._on_feedback = on_feedback
+        self._pending: collections.deque[Outgoing] = collections.deque()
+        self._lock = threading.Lock()
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, clean_session=True
+        )
+        self._client.reconnect_delay_set(*settings.reconnect_s)
+        self._client.will_set(self.topic("status"), encode({"state": "offline"}), qos=1, retain=True)
+        self._configure_security()
+        self._client.on_connect = self._connected
+        self._client.on_disconnect = self._disconnected
+        self._client.on_message = self._message
+
+    def set_feedback_handler(self, handler: Callable[[bytes], None]) -> None:
+        self._on_feedback = handler
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.settings.topic_prefix}/{suffix}"
+
+    def _configure_security(self) -> None:
+        settings = self.settings
+        if settings.username:
+            password = None
+            if settings.password_file:
+                try:
+                    password = Path(settings.password_file).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise MqttError(
+                        f"mqtt.password_file: cannot read {settings.password_file}: {exc}"
+                    ) from exc
+            self._client.username_pw_set(settings.username, password)
+        if settings.tls_ca or settings.tls_cert:
+            try:
+                self._client.tls_set(
+                    ca_certs=settings.tls_ca or None,
+                    certfile=settings.tls_cert or None,
+                    keyfile=settings.tls_key or None,
+                    tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                )
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise MqttError(f"mqtt TLS files cannot be used: {exc}") from exc
+
+    def start(self) -> None:
+        """Connect in the background; the link keeps retrying until ``stop``."""
+        self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s)
+        self._client.loop_start()
+
+    def _connected(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            log.warning("mqtt: connection refused: %s", reason)
+            return
+        self.stats.connects += 1
+        self.stats.connected = True
+        log.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
+        client.subscribe(self.topic("feedback"), qos=1)
+        client.publish(self.topic("status"), encode({"state": "online"}), qos=1, retain=True)
+        self._flush()
+
+    def _disconnected(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        self.stats.connected = False
+        log.warning("mqtt: disconnected (%s); reconnecting with backoff", reason)
+
+    def _message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.topic("feedback") and self._on_feedback is not None:
+            self.stats.feedback_in += 1
+            try:
+                self._on_feedback(bytes(message.payload))
+            except Exception:  # a handler bug must not kill paho's network thread
+                log.exception("mqtt: feedback handler failed")
+
+    def publish(
+        self, suffix: str, payload: dict[str, Any], qos: int | None = None, retain: bool = False
+    ) -> None:
+        """Send in order when connected, else queue (bounded: the oldest is dropped and counted)."""
+        outgoing = Outgoing(suffix, encode(payload), self.settings.qos if qos is None else qos, retain)
+        with self._lock:
+            if len(self._pending) >= self.settings.queue_limit:
+                self._pending.popleft()
+                self.stats.dropped += 1
+            self._pending.append(outgoing)
+            if self.stats.connected:
+                self._flush_locked()
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        while self._pending:
+            outgoing = self._pending[0]
+            info = self._client.publish(
+                self.topic(outgoing.suffix), outgoing.payload, outgoing.qos, outgoing.retain
+            )
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return
+            self._pending.popleft()
+            self.stats.published += 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def stop(self, timeout_s: float = 3.0) -> None:
+        """Say ``offline`` (retained), let in-flight messages go, disconnect."""
+        if self.stats.connected:
+            info = self._client.publish(
+                self.topic("status"), encode({"state": "offline"}), qos=1, retain=True
+            )
+            info.wait_for_publish(timeout_s)
+        self._client.disconnect()
+        self._client.loop_stop()

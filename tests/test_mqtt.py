@@ -1,0 +1,143 @@
+"""The MQTT link against a real Mosquitto: status, queued predictions, feedback round trip."""
+
+import json
+import queue
+import subprocess
+import sys
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from edge.feedback import handle_feedback
+from edge.mqtt import MqttLink, MqttSettings
+from edge.store import PredictionRecord, Store
+from tests.services import Mosquitto
+
+
+@pytest.fixture
+def broker(tmp_path):
+    service = Mosquitto(tmp_path).start()
+    yield service
+    service.stop()
+
+
+class Listener:
+    """A plain paho subscriber that collects (topic, payload, retain) tuples."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.messages: queue.Queue = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_message = lambda _c, _u, m: self.messages.put(
+            (m.topic, json.loads(m.payload), m.retain)
+        )
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def next(self, timeout_s: float = 10.0):
+        return self.messages.get(timeout=timeout_s)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _wait(predicate, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _settings(port: int, **extra) -> MqttSettings:
+    return MqttSettings(port=port, topic_prefix="asl/test", keepalive_s=2, reconnect_s=(1, 2), **extra)
+
+
+def test_status_is_retained_online_then_offline(broker):
+    link = MqttLink(_settings(broker.port))
+    link.start()
+    assert _wait(lambda: link.stats.connected)
+    listener = Listener(broker.port, "asl/test/status")
+    topic, payload, retained = listener.next()
+    assert (topic, payload, retained) == ("asl/test/status", {"schema": 1, "state": "online"}, True)
+    link.stop()
+    assert listener.next()[1]["state"] == "offline"
+    listener.close()
+
+
+def test_last_will_says_offline_when_the_process_dies(broker):
+    code = (
+        "import time, sys; sys.path.insert(0, '.');"
+        "from edge.mqtt import MqttLink, MqttSettings;"
+        f"l = MqttLink(MqttSettings(port={broker.port}, topic_prefix='asl/test', keepalive_s=1)); l.start();"
+        "time.sleep(30)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code])
+    listener = Listener(broker.port, "asl/test/status")
+    try:
+        assert listener.next()[1]["state"] == "online"
+        child.kill()
+        assert listener.next(timeout_s=10)[1]["state"] == "offline"
+    finally:
+        child.kill()
+        child.wait()
+        listener.close()
+
+
+def test_predictions_wait_for_a_restarted_broker_in_order_and_overflow_is_counted(broker):
+    link = MqttLink(_settings(broker.port, queue_limit=3))
+    link.start()
+    assert _wait(lambda: link.stats.connected)
+    broker.stop()
+    assert _wait(lambda: not link.stats.connected)
+    for index in range(5):
+        link.publish("prediction", {"id": f"p{index}", "word": "book"})
+    assert (link.pending, link.stats.dropped) == (3, 2)
+    broker.start()
+    listener = Listener(broker.port, "asl/test/prediction")
+    time.sleep(0.3)  # the listener subscribes before the link's reconnect backoff (1 s) ends
+    ids = [listener.next(timeout_s=15)[1]["id"] for _ in range(3)]
+    link.publish("prediction", {"id": "p5", "word": "go"})
+    ids.append(listener.next()[1]["id"])
+    link.stop()
+    listener.close()
+    assert ids == ["p2", "p3", "p4", "p5"]
+    assert link.pending == 0
+    assert link.stats.connects == 2
+
+
+def test_feedback_round_trip_and_rejections(broker, tmp_path):
+    store = Store(tmp_path / "state")
+    store.add_prediction(PredictionRecord(id="p-1", word="book", confidence=0.9, top_k=[], model_id="m"))
+    link = MqttLink(_settings(broker.port))
+    link.set_feedback_handler(lambda payload: link.publish("feedback/ack", handle_feedback(payload, store)))
+    link.start()
+    assert _wait(lambda: link.stats.connected)
+    acks = Listener(broker.port, "asl/test/feedback/ack")
+    time.sleep(0.2)
+    sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sender.connect("127.0.0.1", broker.port)
+    sender.loop_start()
+    for payload in (
+        b'{"prediction_id": "p-1", "correct": false, "label": "drink"}',
+        b"\xff garbage",
+        b'{"prediction_id": "p-404", "correct": true}',
+        b"x" * 10000,
+    ):
+        sender.publish("asl/test/feedback", payload, qos=1).wait_for_publish(5)
+    replies = [acks.next()[1] for _ in range(4)]
+    sender.disconnect()
+    sender.loop_stop()
+    acks.close()
+    link.stop()
+    assert replies[0]["status"] == "stored"
+    assert replies[0]["feedback"]["predicted_word"] == "book"
+    assert replies[0]["feedback"]["label"] == "drink"
+    assert [r["status"] for r in replies[1:]] == ["rejected"] * 3
+    assert "UTF-8" in replies[1]["reason"]
+    assert replies[2]["prediction_id"] == "p-404"
+    assert "exceeds" in replies[3]["reason"]
+    assert store.counts()["feedback"] == 1
