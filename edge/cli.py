@@ -186,6 +186,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_FAILURE
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.daemon import run_daemon
+
+    config = load_config(args.config)
+    logging.getLogger().setLevel(config.logging.level.upper())
+    return run_daemon(config)
+
+
 def _size(text: str) -> tuple[int, int]:
     from demo.synth import parse_size
 
@@ -306,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     synth.set_defaults(handler=cmd_synth)
+
+    run = commands.add_parser("run", help="the kiosk daemon: camera to MQTT words, feedback kept")
+    run.add_argument("--config", help="config file (default: $ASL_EDGE_CONFIG, /etc/asl-edge)")
+    run.set_defaults(handler=cmd_run)
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file")

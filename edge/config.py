@@ -61,9 +61,80 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class SourceConfig:
+    uri: str = _field(
+        "test://", "camera or video: csi://N, v4l2:///dev/videoN, file:///path, rtsp://..., test://"
+    )
+    loop: bool = _field(False, "replay a file:// source forever instead of ending the run")
+    realtime: bool = _field(True, "play files at their frame rate; false reads them as fast as possible")
+    width: int = _field(640, "camera frame width in pixels", min=16, max=7680)
+    height: int = _field(480, "camera frame height in pixels", min=16, max=4320)
+    fps: int = _field(30, "camera frame rate", min=1, max=240)
+    queue_frames: int = _field(30, "frames buffered between capture and inference", min=1, max=1000)
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    start_fraction: float = _field(0.002, "fraction of moving pixels that starts a sign", min=1e-5, max=0.5)
+    stop_fraction: float = _field(
+        0.001, "fraction of moving pixels below which the signer rests", min=1e-5, max=0.5
+    )
+    rest_s: float = _field(0.35, "stillness in seconds that ends a sign", min=0.05, max=5.0)
+    min_sign_s: float = _field(0.4, "shorter motion is ignored (seconds)", min=0.05, max=10.0)
+    max_sign_s: float = _field(
+        4.0, "longer motion is cut into signs of this length (seconds)", min=0.5, max=30.0
+    )
+    pre_roll_s: float = _field(0.1, "seconds of video kept before the motion starts", min=0.0, max=2.0)
+    post_roll_s: float = _field(0.1, "seconds of video kept after the motion ends", min=0.0, max=2.0)
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = _field("127.0.0.1", "MQTT broker host")
+    port: int = _field(1883, "MQTT broker port", min=1, max=65535)
+    topic_prefix: str = _field("", "topic prefix; empty for asl/<device id>")
+    client_id: str = _field("", "MQTT client id; empty for asl-edge-<device id>")
+    qos: int = _field(1, "QoS of predictions and acknowledgements", min=0, max=2)
+    keepalive_s: int = _field(
+        30, "MQTT keepalive in seconds (the last will fires after 1.5x)", min=1, max=3600
+    )
+    username: str = _field("", "MQTT username; empty for anonymous")
+    password_file: str = _field("", "file holding the MQTT password (never the password itself)")
+    tls_ca: str = _field("", "CA certificate file; set it to use TLS")
+    tls_cert: str = _field("", "client certificate file for mutual TLS")
+    tls_key: str = _field("", "client key file for mutual TLS")
+    queue_limit: int = _field(
+        1000, "messages kept while the broker is away; older ones are dropped and counted", min=1
+    )
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    state_dir: str = _field(
+        "~/.local/state/asl-edge", "directory of the SQLite store (predictions, feedback)"
+    )
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    interval_s: float = _field(10.0, "seconds between health messages", min=0.5, max=3600.0)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = _field("info", "log level", choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
 def _check_value(key: str, value: Any, kind: type, rules: dict[str, Any]) -> tuple[Any, str | None]:
@@ -134,6 +205,30 @@ def read_config(path: str | Path) -> tuple[Config, list[str]]:
     return parse_config(data)
 
 
+def _resolve_paths(config: Config, base: Path) -> Config:
+    """Relative paths in a config file mean "next to this file", wherever asl-edge is started."""
+
+    def resolved(value: str) -> str:
+        if not value:
+            return value
+        expanded = Path(value).expanduser()
+        return str(expanded if expanded.is_absolute() else base / expanded)
+
+    mqtt = config.mqtt
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, bundle=resolved(config.model.bundle)),
+        storage=dataclasses.replace(config.storage, state_dir=resolved(config.storage.state_dir)),
+        mqtt=dataclasses.replace(
+            mqtt,
+            password_file=resolved(mqtt.password_file),
+            tls_ca=resolved(mqtt.tls_ca),
+            tls_cert=resolved(mqtt.tls_cert),
+            tls_key=resolved(mqtt.tls_key),
+        ),
+    )
+
+
 def load_config(path: str | Path | None) -> Config:
     """The config at ``path``, or ``$ASL_EDGE_CONFIG``, or /etc/asl-edge/config.toml if present,
     else the defaults. Raises ``ConfigError`` naming the first problem."""
@@ -146,11 +241,7 @@ def load_config(path: str | Path | None) -> Config:
         else:
             return Config()
     config, problems = read_config(path)
-    bundle = config.model.bundle
-    if bundle and not Path(bundle).is_absolute():
-        # Relative paths in a config file mean "next to this file", wherever asl-edge is started.
-        resolved = str(Path(path).resolve().parent / bundle)
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, bundle=resolved))
+    config = _resolve_paths(config, Path(path).resolve().parent)
     if problems:
         more = (
             f" (and {len(problems) - 1} more; run 'asl-edge check-config {path}')"

@@ -27,7 +27,7 @@ class Decoded:
     class_index: int
 
 
-def class_scores(logits: np.ndarray, combine: Combine = "mean") -> np.ndarray:
+def class_scores(logits: np.ndarray, combine: str = "mean") -> np.ndarray:
     """Per-time-step logits ``(..., C, T')`` to one score per class, as WLASL's two test modes."""
     if combine == "mean":
         return logits.mean(axis=-1).reshape(-1)

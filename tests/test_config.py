@@ -75,3 +75,18 @@ def test_check_config_lists_every_problem(tmp_path, capsys):
     assert main(["check-config", str(good)]) == 0
     assert capsys.readouterr().out.strip().endswith(": ok")
     assert main(["check-config", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_example_config_documents_every_key_with_its_default():
+    import dataclasses
+
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    config, problems = read_config(example)
+    assert problems == []
+    assert config == Config()
+    text = example.read_text()
+    for section in dataclasses.fields(Config):
+        assert f"[{section.name}]" in text
+        for item in dataclasses.fields(section.default_factory()):
+            assert f"\n{item.name} = " in text
+            assert f"# {item.metadata['doc']}" in text

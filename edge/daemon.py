@@ -1,0 +1,308 @@
+"""``asl-edge run``: the kiosk daemon. Camera in, words out over MQTT, feedback kept safe.
+
+One process: the capture thread fills a bounded queue; this (inference) thread owns the backend,
+crops each frame once on arrival into a ring buffer, measures motion, and classifies each sign
+the segmenter closes; paho's thread handles the network and feedback. SIGTERM/SIGINT set one
+stop event; shutdown then classifies the sign in progress, flushes MQTT and closes the store.
+systemd gets ``READY=1`` once frames flow and ``WATCHDOG=1`` from this loop, so a stuck pipeline
+stops the pings and gets the process restarted.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.backends.base import Backend
+from edge.backends.select import Selection, open_backend
+from edge.bundle import load_bundle, resolve_bundle_path
+from edge.capture import Capture, Frame, SourceSettings
+from edge.config import Config
+from edge.decode import class_scores, decode
+from edge.errors import ConfigError
+from edge.feedback import handle_feedback
+from edge.mqtt import MqttLink, MqttSettings
+from edge.preprocess import FrameCropper, frames_to_clip
+from edge.recognize import EvenSampler
+from edge.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings
+from edge.store import PredictionRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about readiness and liveness; silent outside systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(message.encode(), address)
+        except OSError as exc:
+            log.debug("sd_notify failed: %s", exc)
+
+
+@dataclass
+class Latencies:
+    """Recent per-sign latencies in milliseconds, for the health message's percentiles."""
+
+    inference_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=200))
+    total_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=200))
+
+    def percentiles(self) -> dict[str, float | None]:
+        def pct(values: collections.deque[float], q: float) -> float | None:
+            return round(float(np.percentile(values, q)), 1) if values else None
+
+        return {
+            "inference_ms_p50": pct(self.inference_ms, 50),
+            "inference_ms_p95": pct(self.inference_ms, 95),
+            "sign_to_publish_ms_p50": pct(self.total_ms, 50),
+            "sign_to_publish_ms_p95": pct(self.total_ms, 95),
+        }
+
+
+def mqtt_settings(config: Config) -> MqttSettings:
+    mqtt = config.mqtt
+    return MqttSettings(
+        host=mqtt.host,
+        port=mqtt.port,
+        topic_prefix=mqtt.topic_prefix or f"asl/{config.device.id}",
+        client_id=mqtt.client_id or f"asl-edge-{config.device.id}",
+        qos=mqtt.qos,
+        keepalive_s=mqtt.keepalive_s,
+        username=mqtt.username,
+        password_file=mqtt.password_file,
+        tls_ca=mqtt.tls_ca,
+        tls_cert=mqtt.tls_cert,
+        tls_key=mqtt.tls_key,
+        queue_limit=mqtt.queue_limit,
+    )
+
+
+def segmenter_settings(config: Config) -> SegmenterSettings:
+    s = config.segmenter
+    try:
+        return SegmenterSettings(
+            start_fraction=s.start_fraction,
+            stop_fraction=s.stop_fraction,
+            rest_s=s.rest_s,
+            min_sign_s=s.min_sign_s,
+            max_sign_s=s.max_sign_s,
+            pre_roll_s=s.pre_roll_s,
+            post_roll_s=s.post_roll_s,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"segmenter: {exc}") from exc
+
+
+class Daemon:
+    """Wires capture, segmentation, inference, the store and MQTT for one run."""
+
+    def __init__(self, config: Config, stop: threading.Event | None = None) -> None:
+        self.config = config
+        self.stop = stop or threading.Event()
+        self.latencies = Latencies()
+        self.predictions = 0
+        self._started = time.monotonic()
+        self._last_health = 0.0
+        self._segment_closed_at = time.monotonic()
+
+    def _classify(
+        self,
+        segment: Segment,
+        ring: collections.deque[tuple[float, np.ndarray]],
+        backend: Backend,
+        store: Store,
+        link: MqttLink,
+        selection: Selection,
+    ) -> None:
+        crops = [crop for stamp, crop in ring if segment.start_s <= stamp <= segment.end_s]
+        if not crops:
+            return
+        sampler = EvenSampler(backend.spec.frames)
+        for crop in crops:
+            sampler.add(crop)
+        started = time.perf_counter()
+        logits = backend.infer(frames_to_clip(sampler.clip_frames()))
+        inference_ms = (time.perf_counter() - started) * 1000.0
+        model = self.config.model
+        decision = decode(
+            class_scores(logits, model.combine), backend.spec.labels, model.top_k, model.min_confidence
+        )
+        top_k = [{"word": s.word, "score": round(s.score, 6)} for s in decision.top_k]
+        prediction_id = uuid.uuid4().hex
+        store.add_prediction(
+            PredictionRecord(
+                prediction_id,
+                decision.word,
+                decision.confidence,
+                top_k,
+                backend.spec.model_id,
+                segment.start_s,
+                segment.end_s,
+                inference_ms,
+            )
+        )
+        total_ms = (time.monotonic() - self._segment_closed_at) * 1000.0 + inference_ms
+        link.publish(
+            "prediction",
+            {
+                "id": prediction_id,
+                "word": decision.word,
+                "confidence": round(decision.confidence, 6),
+                "top_k": top_k,
+                "start_s": round(segment.start_s, 3),
+                "end_s": round(segment.end_s, 3),
+                "latency_ms": round(inference_ms, 1),
+                "model": backend.spec.model_id,
+                "backend": selection.backend,
+            },
+        )
+        self.predictions += 1
+        self.latencies.inference_ms.append(inference_ms)
+        self.latencies.total_ms.append(total_ms)
+        log.info(
+            "sign %.2f-%.2f s: %s (%.2f)", segment.start_s, segment.end_s, decision.word, decision.confidence
+        )
+
+    def _health(
+        self, capture: Capture, link: MqttLink, store: Store, selection: Selection, force: bool = False
+    ) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_health < self.config.health.interval_s:
+            return
+        self._last_health = now
+        elapsed = max(1e-6, now - self._started)
+        stats = capture.stats
+        link.publish(
+            "health",
+            {
+                "frames_in": stats.frames_in,
+                "frames_dropped": stats.frames_dropped,
+                "fps_in": round(stats.frames_in / elapsed, 2),
+                "capture_restarts": stats.restarts,
+                "capture_error": stats.last_error,
+                "predictions": self.predictions,
+                "mqtt_dropped": link.stats.dropped,
+                "mqtt_pending": link.pending,
+                "pending_feedback": store.counts()["pending_feedback"],
+                "backend": selection.backend,
+                "backend_reason": selection.reason,
+                **self.latencies.percentiles(),
+            },
+            qos=0,
+        )
+
+    def run(self) -> int:
+        config = self.config
+        bundle = load_bundle(resolve_bundle_path(None, config.model.bundle))
+        backend, selection = open_backend(
+            bundle,
+            config.model.backend,
+            config.model.threads,
+            config.model.precision,
+            config.model.build_if_missing,
+        )
+        store = Store(Path(config.storage.state_dir).expanduser())
+        link = MqttLink(mqtt_settings(config))
+        link.set_feedback_handler(
+            lambda payload: link.publish("feedback/ack", handle_feedback(payload, store))
+        )
+        source = config.source
+        capture = Capture(
+            SourceSettings(
+                uri=source.uri,
+                width=source.width,
+                height=source.height,
+                fps=source.fps,
+                loop=source.loop,
+                realtime=source.realtime,
+                queue_frames=source.queue_frames,
+            )
+        )
+        link.start()
+        segmenter = MotionSegmenter(segmenter_settings(config))
+        meter, cropper = MotionMeter(), FrameCropper(bundle.spec.preprocessing)
+        span_s = (
+            segmenter.settings.max_sign_s
+            + segmenter.settings.pre_roll_s
+            + segmenter.settings.post_roll_s
+            + 1.0
+        )
+        # Enough cropped frames for the longest sign with its rolls, at up to twice the nominal rate.
+        ring: collections.deque[tuple[float, np.ndarray]] = collections.deque(
+            maxlen=int(span_s * max(source.fps, 30) * 2)
+        )
+        sd_notify(f"READY=1\nSTATUS=recognizing with {selection.backend}")
+        log.info("running: %s -> %s (%s)", source.uri, link.topic("prediction"), selection.backend)
+        try:
+            for frame in capture.frames(timeout_s=0.5):
+                sd_notify("WATCHDOG=1")
+                self._health(capture, link, store, selection)
+                if self.stop.is_set():
+                    break
+                if frame is None:
+                    continue
+                self._on_frame(frame, ring, meter, cropper, segmenter, backend, store, link, selection)
+            last = segmenter.flush()
+            if last is not None:
+                self._segment_closed_at = time.monotonic()
+                self._classify(last, ring, backend, store, link, selection)
+            self._health(capture, link, store, selection, force=True)
+        finally:
+            sd_notify("STOPPING=1")
+            capture.close()
+            self._drain(link)
+            link.stop()
+            store.close()
+            backend.close()
+        return 0
+
+    def _on_frame(
+        self,
+        frame: Frame,
+        ring: collections.deque[tuple[float, np.ndarray]],
+        meter: MotionMeter,
+        cropper: FrameCropper,
+        segmenter: MotionSegmenter,
+        backend: Backend,
+        store: Store,
+        link: MqttLink,
+        selection: Selection,
+    ) -> None:
+        ring.append((frame.timestamp_s, cropper(frame.image)))
+        segment = segmenter.update(frame.timestamp_s, meter(frame.image))
+        if segment is not None:
+            self._segment_closed_at = time.monotonic()
+            self._classify(segment, ring, backend, store, link, selection)
+
+    @staticmethod
+    def _drain(link: MqttLink, timeout_s: float = 3.0) -> None:
+        """Give queued messages a moment to go out when the broker is reachable."""
+        deadline = time.monotonic() + timeout_s
+        while link.pending and link.stats.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def run_daemon(config: Config) -> int:
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: finishing the sign in progress and stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return Daemon(config, stop).run()

@@ -1,0 +1,167 @@
+"""The kiosk daemon end to end: GStreamer file source -> segmentation -> demo model -> Mosquitto."""
+
+import json
+import queue
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from edge.cli import main
+from tests.services import Mosquitto
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sentences(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sentences")
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(folder),
+                "--clips",
+                "0",
+                "--seed",
+                "31",
+                "--sentences",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    return folder, json.loads((folder / "sentences.json").read_text())
+
+
+@pytest.fixture
+def broker(tmp_path):
+    service = Mosquitto(tmp_path).start()
+    yield service
+    service.stop()
+
+
+def _decode(payload: bytes) -> object:
+    """JSON payloads as objects; anything else (our own garbage on the feedback topic) as bytes."""
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload
+
+
+class Subscriber:
+    def __init__(self, port: int, topic: str) -> None:
+        self.messages: queue.Queue = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_message = lambda _c, _u, m: self.messages.put(
+            (m.topic, _decode(m.payload), time.monotonic())
+        )
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        time.sleep(0.2)
+
+    def drain(self) -> list:
+        items = []
+        while not self.messages.empty():
+            items.append(self.messages.get())
+        return items
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _config(tmp_path: Path, video: Path, port: int, **source) -> Path:
+    lines = [f'uri = "file://{video}"'] + [f"{k} = {json.dumps(v)}" for k, v in source.items()]
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[device]\nid = "kiosk-test"\n[source]\n' + "\n".join(lines) + f"\n[mqtt]\nport = {port}\n"
+        f'[storage]\nstate_dir = "state"\n[health]\ninterval_s = 1.0\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def _run(config: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_sentence_video_words_arrive_in_order(sentences, broker, tmp_path):
+    folder, entries = sentences
+    subscriber = Subscriber(broker.port, "asl/kiosk-test/prediction")
+    expected, recognized = [], []
+    for entry in entries:
+        process = _run(_config(tmp_path, folder / entry["file"], broker.port, realtime=False))
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err[-2000:]
+        time.sleep(0.3)
+        recognized += [payload["word"] for _, payload, _ in subscriber.drain()]
+        expected += entry["words"]
+    subscriber.close()
+    hits = sum(1 for a, b in zip(expected, recognized, strict=False) if a == b)
+    assert hits >= 0.9 * len(expected), (expected, recognized)
+    assert len(recognized) <= len(expected) * 1.1, (expected, recognized)
+    db = sqlite3.connect(tmp_path / "state" / "asl-edge.db")
+    assert db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == len(recognized)
+
+
+def test_feedback_and_sigterm_mid_sign(sentences, broker, tmp_path):
+    folder, entries = sentences
+    video = folder / entries[0]["file"]
+    first_end = entries[0]["spans_s"][0][1]
+    subscriber = Subscriber(broker.port, "asl/kiosk-test/#")
+    process = _run(_config(tmp_path, video, broker.port, loop=True))
+    try:
+        prediction = None
+        deadline = time.monotonic() + 30
+        while prediction is None and time.monotonic() < deadline:
+            topic, payload, _ = subscriber.messages.get(timeout=30)
+            if topic.endswith("/prediction"):
+                prediction = payload
+        assert prediction is not None
+        subscriber.client.publish(
+            "asl/kiosk-test/feedback",
+            json.dumps({"prediction_id": prediction["id"], "correct": False, "label": "fine"}),
+            qos=1,
+        )
+        subscriber.client.publish("asl/kiosk-test/feedback", b"{garbage", qos=1)
+        acks = []
+        while len(acks) < 2:
+            topic, payload, _ = subscriber.messages.get(timeout=10)
+            if topic.endswith("/feedback/ack"):
+                acks.append(payload)
+        assert acks[0]["status"] == "stored"
+        assert acks[0]["feedback"]["predicted_word"] == prediction["word"]
+        assert acks[1]["status"] == "rejected"
+        time.sleep(max(0.0, first_end - 1.0))  # somewhere inside a later sign of the looping video
+        stopped_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+        assert process.returncode == 0, err[-2000:]
+        assert time.monotonic() - stopped_at < 8
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    time.sleep(0.3)
+    topics = [topic for topic, _, _ in subscriber.drain()]
+    subscriber.close()
+    assert "asl/kiosk-test/status" in topics
+    db = sqlite3.connect(tmp_path / "state" / "asl-edge.db")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 1
+    assert db.execute("SELECT label FROM feedback").fetchone()[0] == "fine"
