@@ -4,12 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench demo-model clean
+.PHONY: setup demo demo-clips test lint bench demo-model clean
 
 setup:
 	scripts/bootstrap.sh $(VENV)
 
 demo: setup
+	$(VENV)/bin/asl-edge demo
+
+demo-clips: setup
 	$(PY) -m demo.showcase
 
 test: setup

@@ -195,6 +195,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_daemon(config)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from demo.live import main as live_demo
+
+    return live_demo(["--seed", str(args.seed)] + (["--fast"] if args.fast else []))
+
+
 def _size(text: str) -> tuple[int, int]:
     from demo.synth import parse_size
 
@@ -319,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the kiosk daemon: camera to MQTT words, feedback kept")
     run.add_argument("--config", help="config file (default: $ASL_EDGE_CONFIG, /etc/asl-edge)")
     run.set_defaults(handler=cmd_run)
+
+    demo = commands.add_parser("demo", help="the daemon on a synthetic sentence, with a local broker")
+    demo.add_argument("--seed", type=int, default=2026, help="which synthetic sentence")
+    demo.add_argument("--fast", action="store_true", help="read the video as fast as possible")
+    demo.set_defaults(handler=cmd_demo)
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file")

@@ -139,7 +139,10 @@ class MqttLink:
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
         self.stats.connected = False
-        log.warning("mqtt: disconnected (%s); reconnecting with backoff", reason)
+        if reason.is_failure:
+            log.warning("mqtt: disconnected (%s); reconnecting with backoff", reason)
+        else:
+            log.info("mqtt: disconnected")
 
     def _message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic == self.topic("feedback") and self._on_feedback is not None:

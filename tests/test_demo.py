@@ -115,3 +115,23 @@ def test_demo_bundle_carries_a_passing_int8_report():
     assert report["fp32_top1"] >= 0.95
     assert report["passed"] is True
     assert bundle.manifest["int8"]["calibration"]["source"] == "synthetic"
+
+
+def test_live_demo_prints_words_from_the_daemon_and_the_summary():
+    result = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "demo", "--fast", "--seed", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    expected = next(line for line in lines if line.startswith("expected:")).split()[1:]
+    recognized = next(line for line in lines if line.startswith("recognized:")).split()[1:]
+    word_lines = [line for line in lines if re.match(r"^\s+\d+\.\d\d-\s*\d+\.\d\d s ", line)]
+    assert [line.split()[-2] for line in word_lines] == recognized
+    assert len(expected) >= 3
+    assert sum(a == b for a, b in zip(expected, recognized, strict=False)) >= len(expected) - 1
+    assert re.fullmatch(r"accuracy: \d+/\d+ = \d+%", lines[-1])
