@@ -59,7 +59,9 @@ class Latencies:
     """Recent per-sign latencies in milliseconds, for the health message's percentiles."""
 
     inference_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=200))
-    total_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=200))
+    sign_end_to_publish_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=200)
+    )
 
     def percentiles(self) -> dict[str, float | None]:
         def pct(values: collections.deque[float], q: float) -> float | None:
@@ -68,8 +70,8 @@ class Latencies:
         return {
             "inference_ms_p50": pct(self.inference_ms, 50),
             "inference_ms_p95": pct(self.inference_ms, 95),
-            "sign_to_publish_ms_p50": pct(self.total_ms, 50),
-            "sign_to_publish_ms_p95": pct(self.total_ms, 95),
+            "sign_end_to_publish_ms_p50": pct(self.sign_end_to_publish_ms, 50),
+            "sign_end_to_publish_ms_p95": pct(self.sign_end_to_publish_ms, 95),
         }
 
 
@@ -117,20 +119,29 @@ class Daemon:
         self.predictions = 0
         self._started = time.monotonic()
         self._last_health = 0.0
-        self._segment_closed_at = time.monotonic()
 
     def _classify(
         self,
         segment: Segment,
-        ring: collections.deque[tuple[float, np.ndarray]],
+        ring: collections.deque[tuple[float, float, np.ndarray]],
         backend: Backend,
         store: Store,
         link: MqttLink,
         selection: Selection,
     ) -> None:
-        crops = [crop for stamp, crop in ring if segment.start_s <= stamp <= segment.end_s]
-        if not crops:
+        inside = [
+            (stamp, arrived, crop)
+            for stamp, arrived, crop in ring
+            if segment.start_s <= stamp <= segment.end_s
+        ]
+        if not inside:
             return
+        crops = [crop for _, _, crop in inside]
+        # When the frame that ended the sign's motion reached the daemon (before the rest and roll).
+        motion_end_s = segment.end_s - self.config.segmenter.post_roll_s
+        sign_ended_at = next(
+            (arrived for stamp, arrived, _ in reversed(inside) if stamp <= motion_end_s), inside[-1][1]
+        )
         sampler = EvenSampler(backend.spec.frames)
         for crop in crops:
             sampler.add(crop)
@@ -155,7 +166,6 @@ class Daemon:
                 inference_ms,
             )
         )
-        total_ms = (time.monotonic() - self._segment_closed_at) * 1000.0 + inference_ms
         link.publish(
             "prediction",
             {
@@ -166,13 +176,14 @@ class Daemon:
                 "start_s": round(segment.start_s, 3),
                 "end_s": round(segment.end_s, 3),
                 "latency_ms": round(inference_ms, 1),
+                "sign_end_to_publish_ms": round((time.monotonic() - sign_ended_at) * 1000.0, 1),
                 "model": backend.spec.model_id,
                 "backend": selection.backend,
             },
         )
         self.predictions += 1
         self.latencies.inference_ms.append(inference_ms)
-        self.latencies.total_ms.append(total_ms)
+        self.latencies.sign_end_to_publish_ms.append((time.monotonic() - sign_ended_at) * 1000.0)
         log.info(
             "sign %.2f-%.2f s: %s (%.2f)", segment.start_s, segment.end_s, decision.word, decision.confidence
         )
@@ -242,7 +253,7 @@ class Daemon:
             + 1.0
         )
         # Enough cropped frames for the longest sign with its rolls, at up to twice the nominal rate.
-        ring: collections.deque[tuple[float, np.ndarray]] = collections.deque(
+        ring: collections.deque[tuple[float, float, np.ndarray]] = collections.deque(
             maxlen=int(span_s * max(source.fps, 30) * 2)
         )
         sd_notify(f"READY=1\nSTATUS=recognizing with {selection.backend}")
@@ -258,7 +269,6 @@ class Daemon:
                 self._on_frame(frame, ring, meter, cropper, segmenter, backend, store, link, selection)
             last = segmenter.flush()
             if last is not None:
-                self._segment_closed_at = time.monotonic()
                 self._classify(last, ring, backend, store, link, selection)
             self._health(capture, link, store, selection, force=True)
         finally:
@@ -273,7 +283,7 @@ class Daemon:
     def _on_frame(
         self,
         frame: Frame,
-        ring: collections.deque[tuple[float, np.ndarray]],
+        ring: collections.deque[tuple[float, float, np.ndarray]],
         meter: MotionMeter,
         cropper: FrameCropper,
         segmenter: MotionSegmenter,
@@ -282,10 +292,9 @@ class Daemon:
         link: MqttLink,
         selection: Selection,
     ) -> None:
-        ring.append((frame.timestamp_s, cropper(frame.image)))
+        ring.append((frame.timestamp_s, time.monotonic(), cropper(frame.image)))
         segment = segmenter.update(frame.timestamp_s, meter(frame.image))
         if segment is not None:
-            self._segment_closed_at = time.monotonic()
             self._classify(segment, ring, backend, store, link, selection)
 
     @staticmethod

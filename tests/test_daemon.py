@@ -133,6 +133,9 @@ def test_feedback_and_sigterm_mid_sign(sentences, broker, tmp_path):
             if topic.endswith("/prediction"):
                 prediction = payload
         assert prediction is not None
+        # Played in real time: the word arrives within 1 s of the end of the sign's motion, plus
+        # the inference time (the segmenter needs rest_s of stillness to know the sign ended).
+        assert prediction["sign_end_to_publish_ms"] <= 1000 + prediction["latency_ms"]
         subscriber.client.publish(
             "asl/kiosk-test/feedback",
             json.dumps({"prediction_id": prediction["id"], "correct": False, "label": "fine"}),
