@@ -59,6 +59,7 @@ class Latencies:
     """Recent per-sign latencies in milliseconds, for the health message's percentiles."""
 
     inference_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=200))
+    frame_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=1000))
     sign_end_to_publish_ms: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=200)
     )
@@ -68,6 +69,8 @@ class Latencies:
             return round(float(np.percentile(values, q)), 1) if values else None
 
         return {
+            "frame_ms_p50": pct(self.frame_ms, 50),
+            "frame_ms_p95": pct(self.frame_ms, 95),
             "inference_ms_p50": pct(self.inference_ms, 50),
             "inference_ms_p95": pct(self.inference_ms, 95),
             "sign_end_to_publish_ms_p50": pct(self.sign_end_to_publish_ms, 50),
@@ -292,8 +295,10 @@ class Daemon:
         link: MqttLink,
         selection: Selection,
     ) -> None:
-        ring.append((frame.timestamp_s, time.monotonic(), cropper(frame.image)))
+        arrived = time.monotonic()
+        ring.append((frame.timestamp_s, arrived, cropper(frame.image)))
         segment = segmenter.update(frame.timestamp_s, meter(frame.image))
+        self.latencies.frame_ms.append((time.monotonic() - arrived) * 1000.0)
         if segment is not None:
             self._classify(segment, ring, backend, store, link, selection)
 
