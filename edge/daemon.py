@@ -120,6 +120,7 @@ class Daemon:
         self.stop = stop or threading.Event()
         self.latencies = Latencies()
         self.predictions = 0
+        self.frames_processed = 0
         self._started = time.monotonic()
         self._last_health = 0.0
 
@@ -206,6 +207,7 @@ class Daemon:
                 "frames_in": stats.frames_in,
                 "frames_dropped": stats.frames_dropped,
                 "fps_in": round(stats.frames_in / elapsed, 2),
+                "fps_out": round(self.frames_processed / elapsed, 2),
                 "capture_restarts": stats.restarts,
                 "capture_error": stats.last_error,
                 "predictions": self.predictions,
@@ -299,6 +301,7 @@ class Daemon:
         ring.append((frame.timestamp_s, arrived, cropper(frame.image)))
         segment = segmenter.update(frame.timestamp_s, meter(frame.image))
         self.latencies.frame_ms.append((time.monotonic() - arrived) * 1000.0)
+        self.frames_processed += 1
         if segment is not None:
             self._classify(segment, ring, backend, store, link, selection)
 

@@ -168,3 +168,68 @@ def test_feedback_and_sigterm_mid_sign(sentences, broker, tmp_path):
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 1
     assert db.execute("SELECT label FROM feedback").fetchone()[0] == "fine"
+
+
+def test_broker_restart_mid_run_delivers_queued_predictions(sentences, broker, tmp_path):
+    folder, entries = sentences
+    subscriber = Subscriber(broker.port, "asl/kiosk-test/#")
+    process = _run(_config(tmp_path, folder / entries[0]["file"], broker.port, loop=True))
+    try:
+        assert any(t.endswith("/status") for t, _, _ in [subscriber.messages.get(timeout=20)])
+        subscriber.close()
+        broker.stop()
+        time.sleep(6)  # signs keep being recognized while the broker is away
+        assert process.poll() is None, "the daemon must survive a broker outage"
+        broker.start()
+        subscriber = Subscriber(broker.port, "asl/kiosk-test/#")
+        predictions, health = [], None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (not predictions or health is None):
+            topic, payload, _ = subscriber.messages.get(timeout=20)
+            if topic.endswith("/prediction"):
+                predictions.append(payload)
+            elif topic.endswith("/health") and payload["predictions"] >= 2:
+                health = payload
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+        assert process.returncode == 0, err[-2000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        subscriber.close()
+    assert predictions, "predictions made during the outage reach subscribers after reconnect"
+    assert health is not None
+    assert health["mqtt_dropped"] == 0
+    db = sqlite3.connect(tmp_path / "state" / "asl-edge.db")
+    assert db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] >= len(predictions)
+
+
+def test_failing_camera_is_restarted_and_reported(broker, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[source]\nuri = "v4l2:///dev/video-missing"\n[mqtt]\nport = {broker.port}\n'
+        '[device]\nid = "kiosk-test"\n[storage]\nstate_dir = "state"\n[health]\ninterval_s = 0.5\n',
+        encoding="utf-8",
+    )
+    subscriber = Subscriber(broker.port, "asl/kiosk-test/health")
+    process = _run(config)
+    try:
+        health = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            _, payload, _ = subscriber.messages.get(timeout=20)
+            if payload["capture_restarts"] >= 2:
+                health = payload
+                break
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        subscriber.close()
+    assert health is not None
+    assert health["capture_error"]
+    assert health["frames_in"] == 0
+    assert process.returncode == 0, err[-2000:]
