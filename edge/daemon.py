@@ -11,6 +11,7 @@ stops the pings and gets the process restarted.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import signal
@@ -79,35 +80,20 @@ class Latencies:
 
 
 def mqtt_settings(config: Config) -> MqttSettings:
-    mqtt = config.mqtt
+    """The config's [mqtt] section, with the device-derived defaults filled in."""
+    device = config.device.id
     return MqttSettings(
-        host=mqtt.host,
-        port=mqtt.port,
-        topic_prefix=mqtt.topic_prefix or f"asl/{config.device.id}",
-        client_id=mqtt.client_id or f"asl-edge-{config.device.id}",
-        qos=mqtt.qos,
-        keepalive_s=mqtt.keepalive_s,
-        username=mqtt.username,
-        password_file=mqtt.password_file,
-        tls_ca=mqtt.tls_ca,
-        tls_cert=mqtt.tls_cert,
-        tls_key=mqtt.tls_key,
-        queue_limit=mqtt.queue_limit,
+        **{
+            **dataclasses.asdict(config.mqtt),
+            "topic_prefix": config.mqtt.topic_prefix or f"asl/{device}",
+            "client_id": config.mqtt.client_id or f"asl-edge-{device}",
+        }
     )
 
 
 def segmenter_settings(config: Config) -> SegmenterSettings:
-    s = config.segmenter
     try:
-        return SegmenterSettings(
-            start_fraction=s.start_fraction,
-            stop_fraction=s.stop_fraction,
-            rest_s=s.rest_s,
-            min_sign_s=s.min_sign_s,
-            max_sign_s=s.max_sign_s,
-            pre_roll_s=s.pre_roll_s,
-            post_roll_s=s.post_roll_s,
-        )
+        return SegmenterSettings(**dataclasses.asdict(config.segmenter))
     except ValueError as exc:
         raise ConfigError(f"segmenter: {exc}") from exc
 
@@ -237,17 +223,7 @@ class Daemon:
             lambda payload: link.publish("feedback/ack", handle_feedback(payload, store))
         )
         source = config.source
-        capture = Capture(
-            SourceSettings(
-                uri=source.uri,
-                width=source.width,
-                height=source.height,
-                fps=source.fps,
-                loop=source.loop,
-                realtime=source.realtime,
-                queue_frames=source.queue_frames,
-            )
-        )
+        capture = Capture(SourceSettings(**dataclasses.asdict(config.source)))
         link.start()
         segmenter = MotionSegmenter(segmenter_settings(config))
         meter, cropper = MotionMeter(), FrameCropper(bundle.spec.preprocessing)
