@@ -75,6 +75,11 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class SegmenterConfig:
+    mode: str = _field(
+        "motion",
+        "motion: one word per sign between rests; sliding: fixed windows for signers who never rest",
+        choices=("motion", "sliding"),
+    )
     start_fraction: float = _field(0.002, "fraction of moving pixels that starts a sign", min=1e-5, max=0.5)
     stop_fraction: float = _field(
         0.001, "fraction of moving pixels below which the signer rests", min=1e-5, max=0.5
@@ -86,6 +91,11 @@ class SegmenterConfig:
     )
     pre_roll_s: float = _field(0.1, "seconds of video kept before the motion starts", min=0.0, max=2.0)
     post_roll_s: float = _field(0.1, "seconds of video kept after the motion ends", min=0.0, max=2.0)
+    window_s: float = _field(1.5, "sliding mode: window length in seconds", min=0.2, max=10.0)
+    stride_s: float = _field(0.5, "sliding mode: seconds between windows", min=0.05, max=10.0)
+    stable_windows: int = _field(
+        2, "sliding mode: consecutive windows that must agree before a word is published", min=1, max=20
+    )
 
 
 @dataclass(frozen=True)

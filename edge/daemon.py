@@ -29,13 +29,13 @@ from edge.backends.select import Selection, open_backend
 from edge.bundle import load_bundle, resolve_bundle_path
 from edge.capture import Capture, Frame, SourceSettings
 from edge.config import Config
-from edge.decode import class_scores, decode
+from edge.decode import UNKNOWN_WORD, class_scores, decode
 from edge.errors import ConfigError
 from edge.feedback import handle_feedback
 from edge.mqtt import MqttLink, MqttSettings
 from edge.preprocess import FrameCropper, frames_to_clip
 from edge.recognize import EvenSampler
-from edge.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings
+from edge.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings, SlidingWindows
 from edge.store import PredictionRecord, Store
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,31 @@ class Daemon:
         self.latencies = Latencies()
         self.predictions = 0
         self.frames_processed = 0
+        self._votes: collections.deque[str] = collections.deque(maxlen=20)
+        self._last_published: str | None = None
+        self._last_vote_s = float("-inf")
         self._started = time.monotonic()
         self._last_health = 0.0
+
+    def _stable(self, word: str, end_s: float) -> bool:
+        """Motion mode publishes every sign; sliding mode a word that ``stable_windows`` windows in
+        a row agree on, once, until another word (or stillness, a skipped window) takes over."""
+        settings = self.config.segmenter
+        if settings.mode == "motion":
+            return True
+        if end_s - self._last_vote_s > 1.5 * settings.stride_s:
+            self._votes.clear()
+            self._last_published = None
+        self._last_vote_s = end_s
+        self._votes.append(word)
+        recent = list(self._votes)[-settings.stable_windows :]
+        agreed = len(recent) == settings.stable_windows and len(set(recent)) == 1 and word != UNKNOWN_WORD
+        if agreed and word != self._last_published:
+            self._last_published = word
+            return True
+        if not agreed and len(set(recent)) > 1:
+            self._last_published = None
+        return False
 
     def _classify(
         self,
@@ -142,6 +165,9 @@ class Daemon:
         decision = decode(
             class_scores(logits, model.combine), backend.spec.labels, model.top_k, model.min_confidence
         )
+        self.latencies.inference_ms.append(inference_ms)
+        if not self._stable(decision.word, segment.end_s):
+            return
         top_k = [{"word": s.word, "score": round(s.score, 6)} for s in decision.top_k]
         prediction_id = uuid.uuid4().hex
         store.add_prediction(
@@ -172,7 +198,6 @@ class Daemon:
             },
         )
         self.predictions += 1
-        self.latencies.inference_ms.append(inference_ms)
         self.latencies.sign_end_to_publish_ms.append((time.monotonic() - sign_ended_at) * 1000.0)
         log.info(
             "sign %.2f-%.2f s: %s (%.2f)", segment.start_s, segment.end_s, decision.word, decision.confidence
@@ -225,10 +250,11 @@ class Daemon:
         source = config.source
         capture = Capture(SourceSettings(**dataclasses.asdict(config.source)))
         link.start()
-        segmenter = MotionSegmenter(segmenter_settings(config))
+        settings = segmenter_settings(config)
+        segmenter = MotionSegmenter(settings) if settings.mode == "motion" else SlidingWindows(settings)
         meter, cropper = MotionMeter(), FrameCropper(bundle.spec.preprocessing)
         span_s = (
-            segmenter.settings.max_sign_s
+            max(segmenter.settings.max_sign_s, segmenter.settings.window_s)
             + segmenter.settings.pre_roll_s
             + segmenter.settings.post_roll_s
             + 1.0
@@ -267,7 +293,7 @@ class Daemon:
         ring: collections.deque[tuple[float, float, np.ndarray]],
         meter: MotionMeter,
         cropper: FrameCropper,
-        segmenter: MotionSegmenter,
+        segmenter: MotionSegmenter | SlidingWindows,
         backend: Backend,
         store: Store,
         link: MqttLink,

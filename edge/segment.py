@@ -11,6 +11,7 @@ timestamps, never the wall clock, so a file and a camera segment the same way.
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 
 import cv2
@@ -31,8 +32,16 @@ class SegmenterSettings:
     max_sign_s: float = 4.0
     pre_roll_s: float = 0.1
     post_roll_s: float = 0.1
+    mode: str = "motion"
+    window_s: float = 1.5
+    stride_s: float = 0.5
+    stable_windows: int = 2
 
     def __post_init__(self) -> None:
+        if self.mode not in ("motion", "sliding"):
+            raise ValueError("mode must be 'motion' or 'sliding'")
+        if not 0 < self.stride_s <= self.window_s or self.stable_windows < 1:
+            raise ValueError("need 0 < stride_s <= window_s and stable_windows >= 1")
         if not 0 < self.stop_fraction <= self.start_fraction < 1:
             raise ValueError("need 0 < stop_fraction <= start_fraction < 1")
         if not 0 < self.min_sign_s < self.max_sign_s:
@@ -119,3 +128,36 @@ class MotionSegmenter:
             return None
         roll = self.settings
         return Segment(max(0.0, start_s - roll.pre_roll_s), end_s + roll.post_roll_s, cut)
+
+
+class SlidingWindows:
+    """Fixed windows every ``stride_s`` for signers who never rest; still windows are skipped.
+
+    Same interface as MotionSegmenter. A window is offered only when motion in it reached
+    ``start_fraction``, so nobody moving means no inference; the daemon's stability rule decides
+    which windows' words are published.
+    """
+
+    def __init__(self, settings: SegmenterSettings) -> None:
+        self.settings = settings
+        self._first_s: float | None = None
+        self._next_s = 0.0
+        self._recent: collections.deque[tuple[float, float]] = collections.deque()
+
+    def update(self, timestamp_s: float, motion: float) -> Segment | None:
+        settings = self.settings
+        if self._first_s is None:
+            self._first_s = timestamp_s
+            self._next_s = timestamp_s + settings.window_s
+        self._recent.append((timestamp_s, motion))
+        while self._recent and self._recent[0][0] < timestamp_s - settings.window_s:
+            self._recent.popleft()
+        if timestamp_s < self._next_s:
+            return None
+        self._next_s = timestamp_s + settings.stride_s
+        if max(m for _, m in self._recent) < settings.start_fraction:
+            return None
+        return Segment(timestamp_s - settings.window_s, timestamp_s)
+
+    def flush(self) -> Segment | None:
+        return None

@@ -233,3 +233,21 @@ def test_failing_camera_is_restarted_and_reported(broker, tmp_path):
     assert health["capture_error"]
     assert health["frames_in"] == 0
     assert process.returncode == 0, err[-2000:]
+
+
+def test_sliding_mode_publishes_stable_words(sentences, broker, tmp_path):
+    folder, entries = sentences
+    config = _config(tmp_path, folder / entries[0]["file"], broker.port, realtime=False)
+    config.write_text(config.read_text() + '[segmenter]\nmode = "sliding"\nwindow_s = 1.6\nstride_s = 0.4\n')
+    subscriber = Subscriber(broker.port, "asl/kiosk-test/prediction")
+    process = _run(config)
+    _, err = process.communicate(timeout=120)
+    time.sleep(0.3)
+    words = [payload["word"] for _, payload, _ in subscriber.drain()]
+    subscriber.close()
+    assert process.returncode == 0, err[-2000:]
+    expected = entries[0]["words"]
+    # Sliding windows straddle sign boundaries, so demand most words, in order, and no flood.
+    found = sum(1 for word in expected if word in words)
+    assert found >= len(expected) - 1, (expected, words)
+    assert len(words) <= 2 * len(expected), (expected, words)

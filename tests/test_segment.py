@@ -63,3 +63,26 @@ def test_endless_motion_is_cut_at_the_maximum_and_flush_ends_a_sign():
 def test_invalid_settings(kwargs):
     with pytest.raises(ValueError):
         SegmenterSettings(**kwargs)
+
+
+def test_sliding_windows_skip_stillness_and_follow_the_stride():
+    from edge.segment import SlidingWindows
+
+    windows = SlidingWindows(SegmenterSettings(mode="sliding", window_s=1.0, stride_s=0.5))
+    offered = []
+    for index in range(150):  # 5 s: still, moving from 2 s to 3.5 s, still again
+        t = index / FPS
+        segment = windows.update(t, 0.05 if 2.0 <= t < 3.5 else 0.0)
+        if segment:
+            offered.append(round(segment.end_s, 2))
+    assert offered  # only windows that saw motion
+    assert offered == [
+        2.0,
+        2.5,
+        3.0,
+        3.5,
+        4.0,
+    ]  # windows ending from the first to 0.5 s after the last motion
+    assert windows.flush() is None
+    with pytest.raises(ValueError, match="stride_s"):
+        SegmenterSettings(mode="sliding", window_s=1.0, stride_s=2.0)
