@@ -18,14 +18,15 @@ def free_port() -> int:
 class Mosquitto:
     """A private Mosquitto broker; ``stop``/``start`` simulate a broker restart on the same port."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, extra: str = "") -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.binary = binary
         self.port = port or free_port()
         self.config = folder / "mosquitto.conf"
+        anonymous = "false" if "password_file" in extra else "true"
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n"
-            f"log_dest file {folder / 'mosquitto.log'}\n",
+            f"listener {self.port} 127.0.0.1\nallow_anonymous {anonymous}\npersistence false\nuser root\n"
+            f"log_dest file {folder / 'mosquitto.log'}\n{extra}",
             encoding="utf-8",
         )
         self.process: subprocess.Popen[bytes] | None = None

@@ -141,3 +141,98 @@ def test_feedback_round_trip_and_rejections(broker, tmp_path):
     assert replies[2]["prediction_id"] == "p-404"
     assert "exceeds" in replies[3]["reason"]
     assert store.counts()["feedback"] == 1
+
+
+def test_username_with_password_file(tmp_path):
+    passwords = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "kiosk", "s3cret"], check=True)
+    service = Mosquitto(tmp_path, extra=f"password_file {passwords}\n").start()
+    try:
+        (tmp_path / "good").write_text("s3cret\n")
+        (tmp_path / "bad").write_text("wrong\n")
+        refused = MqttLink(_settings(service.port, username="kiosk", password_file=str(tmp_path / "bad")))
+        refused.start()
+        accepted = MqttLink(_settings(service.port, username="kiosk", password_file=str(tmp_path / "good")))
+        accepted.start()
+        assert _wait(lambda: accepted.stats.connected)
+        time.sleep(0.5)
+        assert not refused.stats.connected
+        refused.stop()
+        accepted.stop()
+    finally:
+        service.stop()
+
+
+def test_unreadable_password_file_is_a_config_error(tmp_path):
+    from edge.mqtt import MqttError
+
+    with pytest.raises(MqttError, match=r"mqtt\.password_file"):
+        MqttLink(MqttSettings(username="kiosk", password_file=str(tmp_path / "missing")))
+
+
+def test_tls_with_a_private_ca(tmp_path):
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    )
+    tls = (
+        f"cafile {tmp_path / 'ca.crt'}\ncertfile {tmp_path / 'server.crt'}\n"
+        f"keyfile {tmp_path / 'server.key'}\n"
+    )
+    service = Mosquitto(tmp_path, extra=tls).start()
+    try:
+        link = MqttLink(_settings(service.port, tls_ca=str(tmp_path / "ca.crt")))
+        link.start()
+        assert _wait(lambda: link.stats.connected)
+        link.stop()
+        plain = MqttLink(_settings(service.port))
+        plain.start()
+        time.sleep(1.0)
+        assert not plain.stats.connected
+        plain.stop()
+    finally:
+        service.stop()
