@@ -1,7 +1,7 @@
 """``asl-edge run``: the kiosk daemon. Camera in, words out over MQTT, feedback kept safe.
 
 One process: the capture thread fills a bounded queue; this (inference) thread owns the backend,
-crops each frame once on arrival into a ring buffer, measures motion, and classifies each sign
+crops each frame once on arrival into a preallocated ring buffer, measures motion, and classifies each sign
 the segmenter closes; paho's thread handles the network and feedback. SIGTERM/SIGINT set one
 stop event; shutdown then classifies the sign in progress, flushes MQTT and closes the store.
 systemd gets ``READY=1`` once frames flow and ``WATCHDOG=1`` from this loop, so a stuck pipeline
@@ -35,6 +35,7 @@ from edge.feedback import handle_feedback
 from edge.mqtt import MqttLink, MqttSettings
 from edge.preprocess import FrameCropper, frames_to_clip
 from edge.recognize import EvenSampler
+from edge.ring import FrameRing
 from edge.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings, SlidingWindows
 from edge.store import PredictionRecord, Store
 
@@ -110,6 +111,7 @@ class Daemon:
         self._votes: collections.deque[str] = collections.deque(maxlen=20)
         self._last_published: str | None = None
         self._last_vote_s = float("-inf")
+        self._clip: np.ndarray | None = None
         self._started = time.monotonic()
         self._last_health = 0.0
 
@@ -136,30 +138,25 @@ class Daemon:
     def _classify(
         self,
         segment: Segment,
-        ring: collections.deque[tuple[float, float, np.ndarray]],
+        ring: FrameRing,
         backend: Backend,
         store: Store,
         link: MqttLink,
         selection: Selection,
     ) -> None:
-        inside = [
-            (stamp, arrived, crop)
-            for stamp, arrived, crop in ring
-            if segment.start_s <= stamp <= segment.end_s
-        ]
-        if not inside:
+        slots = ring.between(segment.start_s, segment.end_s)
+        if len(slots) == 0:
             return
-        crops = [crop for _, _, crop in inside]
         # When the frame that ended the sign's motion reached the daemon (before the rest and roll).
         motion_end_s = segment.end_s - self.config.segmenter.post_roll_s
-        sign_ended_at = next(
-            (arrived for stamp, arrived, _ in reversed(inside) if stamp <= motion_end_s), inside[-1][1]
-        )
+        ended = slots[ring.stamps[slots] <= motion_end_s]
+        sign_ended_at = float(ring.arrivals[ended[-1] if len(ended) else slots[-1]])
         sampler = EvenSampler(backend.spec.frames)
-        for crop in crops:
-            sampler.add(crop)
+        for slot in slots:
+            sampler.add(ring.crops[slot])
         started = time.perf_counter()
-        logits = backend.infer(frames_to_clip(sampler.clip_frames()))
+        self._clip = frames_to_clip(sampler.clip_frames(), self._clip)
+        logits = backend.infer(self._clip)
         inference_ms = (time.perf_counter() - started) * 1000.0
         model = self.config.model
         decision = decode(
@@ -260,9 +257,7 @@ class Daemon:
             + 1.0
         )
         # Enough cropped frames for the longest sign with its rolls, at up to twice the nominal rate.
-        ring: collections.deque[tuple[float, float, np.ndarray]] = collections.deque(
-            maxlen=int(span_s * max(source.fps, 30) * 2)
-        )
+        ring = FrameRing(int(span_s * max(source.fps, 30) * 2), bundle.spec.preprocessing.crop_size)
         sd_notify(f"READY=1\nSTATUS=recognizing with {selection.backend}")
         log.info("running: %s -> %s (%s)", source.uri, link.topic("prediction"), selection.backend)
         try:
@@ -290,7 +285,7 @@ class Daemon:
     def _on_frame(
         self,
         frame: Frame,
-        ring: collections.deque[tuple[float, float, np.ndarray]],
+        ring: FrameRing,
         meter: MotionMeter,
         cropper: FrameCropper,
         segmenter: MotionSegmenter | SlidingWindows,
@@ -300,7 +295,7 @@ class Daemon:
         selection: Selection,
     ) -> None:
         arrived = time.monotonic()
-        ring.append((frame.timestamp_s, arrived, cropper(frame.image)))
+        ring.push(cropper(frame.image), frame.timestamp_s, arrived)
         segment = segmenter.update(frame.timestamp_s, meter(frame.image))
         self.latencies.frame_ms.append((time.monotonic() - arrived) * 1000.0)
         self.frames_processed += 1
