@@ -112,6 +112,7 @@ class Daemon:
         self._last_published: str | None = None
         self._last_vote_s = float("-inf")
         self._clip: np.ndarray | None = None
+        self._model_id = ""
         self._started = time.monotonic()
         self._last_health = 0.0
 
@@ -224,6 +225,7 @@ class Daemon:
                 "pending_feedback": store.counts()["pending_feedback"],
                 "backend": selection.backend,
                 "backend_reason": selection.reason,
+                "model": self._model_id,
                 **self.latencies.percentiles(),
             },
             qos=0,
@@ -232,6 +234,7 @@ class Daemon:
     def run(self) -> int:
         config = self.config
         bundle = load_bundle(resolve_bundle_path(None, config.model.bundle))
+        self._model_id = bundle.spec.model_id
         backend, selection = open_backend(
             bundle,
             config.model.backend,

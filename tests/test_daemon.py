@@ -232,6 +232,8 @@ def test_failing_camera_is_restarted_and_reported(broker, tmp_path):
     assert health is not None
     assert health["capture_error"]
     assert health["frames_in"] == 0
+    assert health["model"].startswith("demo_i3d-")
+    assert health["backend"] == "onnxruntime"
     assert process.returncode == 0, err[-2000:]
 
 
