@@ -123,6 +123,12 @@ class StorageConfig:
     state_dir: str = _field(
         "~/.local/state/asl-edge", "directory of the SQLite store (predictions, feedback)"
     )
+    prediction_retention_days: float = _field(
+        30.0, "days predictions without feedback are kept (feedback is never pruned)", min=0.01
+    )
+    max_db_mb: float = _field(
+        500.0, "disk budget of the store in MB; a warning is logged and reported at 90%", min=1.0
+    )
 
 
 @dataclass(frozen=True)
