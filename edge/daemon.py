@@ -37,9 +37,12 @@ from edge.preprocess import FrameCropper, frames_to_clip
 from edge.recognize import EvenSampler
 from edge.ring import FrameRing
 from edge.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings, SlidingWindows
-from edge.store import PredictionRecord, Store
+from edge.store import PredictionRecord, Store, StoreUsage
+from edge.sync import FeedbackSync
 
 log = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL_S = 3600.0
 
 
 def sd_notify(message: str) -> None:
@@ -115,6 +118,9 @@ class Daemon:
         self._model_id = ""
         self._started = time.monotonic()
         self._last_health = 0.0
+        self._last_maintenance = float("-inf")
+        self._store_usage: StoreUsage | None = None
+        self.sync: FeedbackSync | None = None
 
     def _stable(self, word: str, end_s: float) -> bool:
         """Motion mode publishes every sign; sliding mode a word that ``stable_windows`` windows in
@@ -178,6 +184,7 @@ class Daemon:
                 segment.start_s,
                 segment.end_s,
                 inference_ms,
+                backend=selection.backend,
             )
         )
         link.publish(
@@ -208,6 +215,7 @@ class Daemon:
         if not force and now - self._last_health < self.config.health.interval_s:
             return
         self._last_health = now
+        self._maintain(store, now)
         elapsed = max(1e-6, now - self._started)
         stats = capture.stats
         link.publish(
@@ -222,7 +230,10 @@ class Daemon:
                 "predictions": self.predictions,
                 "mqtt_dropped": link.stats.dropped,
                 "mqtt_pending": link.pending,
-                "pending_feedback": store.counts()["pending_feedback"],
+                "sync_backlog": store.counts()["pending_feedback"],
+                **(self.sync.health() if self.sync else {"sync_last_success": None, "sync_last_error": None}),
+                "db_mb": self._store_usage.db_mb if self._store_usage else None,
+                "db_near_budget": self._store_usage.near_budget if self._store_usage else None,
                 "backend": selection.backend,
                 "backend_reason": selection.reason,
                 "model": self._model_id,
@@ -231,8 +242,17 @@ class Daemon:
             qos=0,
         )
 
+    def _maintain(self, store: Store, now: float) -> None:
+        """Hourly: prune old predictions and check the store's disk budget (warned in the log)."""
+        if now - self._last_maintenance < MAINTENANCE_INTERVAL_S:
+            return
+        self._last_maintenance = now
+        storage = self.config.storage
+        self._store_usage = store.maintain(storage.prediction_retention_days, storage.max_db_mb)
+
     def run(self) -> int:
         config = self.config
+        self.sync = FeedbackSync(config) if config.sync.bucket else None
         bundle = load_bundle(resolve_bundle_path(None, config.model.bundle))
         self._model_id = bundle.spec.model_id
         backend, selection = open_backend(
@@ -250,6 +270,8 @@ class Daemon:
         source = config.source
         capture = Capture(SourceSettings(**dataclasses.asdict(config.source)))
         link.start()
+        if self.sync:
+            self.sync.start()
         settings = segmenter_settings(config)
         segmenter = MotionSegmenter(settings) if settings.mode == "motion" else SlidingWindows(settings)
         meter, cropper = MotionMeter(), FrameCropper(bundle.spec.preprocessing)
@@ -281,6 +303,8 @@ class Daemon:
             capture.close()
             self._drain(link)
             link.stop()
+            if self.sync:
+                self.sync.stop()
             store.close()
             backend.close()
         return 0

@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge.cli import main
-from tests.services import Mosquitto
+from tests.services import Mosquitto, SeaweedFS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -253,3 +253,61 @@ def test_sliding_mode_publishes_stable_words(sentences, broker, tmp_path):
     found = sum(1 for word in expected if word in words)
     assert found >= len(expected) - 1, (expected, words)
     assert len(words) <= 2 * len(expected), (expected, words)
+
+
+def test_feedback_reaches_the_bucket_while_the_daemon_runs(sentences, broker, tmp_path):
+    folder, entries = sentences
+    s3 = SeaweedFS(tmp_path / "seaweedfs").start()
+    try:
+        s3.client().create_bucket(Bucket="fleet")
+        config = _config(tmp_path, folder / entries[0]["file"], broker.port, loop=True)
+        config.write_text(
+            config.read_text() + f'[sync]\nbucket = "fleet"\nendpoint_url = "{s3.endpoint_url}"\n'
+            f'credentials_file = "{s3.write_credentials(tmp_path / "s3-credentials")}"\ninterval_s = 1.0\n',
+            encoding="utf-8",
+        )
+        subscriber = Subscriber(broker.port, "asl/kiosk-test/#")
+        process = _run(config)
+        try:
+            prediction, synced, acked = None, None, False
+            deadline = time.monotonic() + 40
+            while synced is None and time.monotonic() < deadline:
+                topic, payload, _ = subscriber.messages.get(timeout=30)
+                if topic.endswith("/prediction") and prediction is None:
+                    prediction = payload
+                    subscriber.client.publish(
+                        "asl/kiosk-test/feedback",
+                        json.dumps({"prediction_id": prediction["id"], "correct": False, "label": "-1"}),
+                        qos=1,
+                    )
+                elif topic.endswith("/feedback/ack"):
+                    assert payload["status"] == "stored"
+                    acked = True
+                elif topic.endswith("/health") and acked and payload["sync_backlog"] == 0:
+                    synced = payload
+            stopped_at = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=15)
+            assert process.returncode == 0, err[-2000:]
+            assert time.monotonic() - stopped_at < 8
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            subscriber.close()
+        assert synced is not None, "no health message reported the feedback synced"
+        assert synced["sync_last_error"] is None
+        assert synced["sync_last_success"] > time.time() - 60
+        assert 0 < synced["db_mb"] < 1
+        assert synced["db_near_budget"] is False
+        client = s3.client()
+        [item] = client.list_objects_v2(Bucket="fleet")["Contents"]
+        assert item["Key"].startswith("asl-feedback/device=kiosk-test/date=")
+        body = client.get_object(Bucket="fleet", Key=item["Key"])["Body"].read().decode()
+        header, row = body.splitlines()[:2]
+        assert header.startswith("feedback_id,prediction_id,device_id,")
+        assert f"1,{prediction['id']},kiosk-test," in row
+        assert ",false,'-1," in row
+        assert row.endswith(f",{prediction['model']},onnxruntime")
+    finally:
+        s3.stop()
