@@ -348,8 +348,11 @@ class FeedbackSync:
     @contextlib.contextmanager
     def _lock(self, wait_s: float) -> Iterator[None]:
         """Exclusive across processes; waits up to ``wait_s`` for a pass in progress to finish."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise SyncError(f"cannot open {self.state_dir / LOCK_FILE}: {exc}") from exc
         try:
             deadline = time.monotonic() + wait_s
             while True:

@@ -100,6 +100,15 @@ def _run(config: Path) -> subprocess.Popen:
     )
 
 
+def _terminate_promptly(process: subprocess.Popen, within_s: float = 8.0) -> None:
+    """SIGTERM: the daemon finishes the sign in progress, flushes and exits 0 in time."""
+    stopped_at = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=15)
+    assert process.returncode == 0, err[-2000:]
+    assert time.monotonic() - stopped_at < within_s
+
+
 def test_sentence_video_words_arrive_in_order(sentences, broker, tmp_path):
     folder, entries = sentences
     subscriber = Subscriber(broker.port, "asl/kiosk-test/prediction")
@@ -151,11 +160,7 @@ def test_feedback_and_sigterm_mid_sign(sentences, broker, tmp_path):
         assert acks[0]["feedback"]["predicted_word"] == prediction["word"]
         assert acks[1]["status"] == "rejected"
         time.sleep(max(0.0, first_end - 1.0))  # somewhere inside a later sign of the looping video
-        stopped_at = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=15)
-        assert process.returncode == 0, err[-2000:]
-        assert time.monotonic() - stopped_at < 8
+        _terminate_promptly(process)
     finally:
         if process.poll() is None:
             process.kill()
@@ -285,11 +290,7 @@ def test_feedback_reaches_the_bucket_while_the_daemon_runs(sentences, broker, tm
                     acked = True
                 elif topic.endswith("/health") and acked and payload["sync_backlog"] == 0:
                     synced = payload
-            stopped_at = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            _, err = process.communicate(timeout=15)
-            assert process.returncode == 0, err[-2000:]
-            assert time.monotonic() - stopped_at < 8
+            _terminate_promptly(process)
         finally:
             if process.poll() is None:
                 process.kill()
