@@ -207,7 +207,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         _error(str(exc))
         return EXIT_FAILURE
     print(
-        f"uploaded {result.rows} feedback rows in {result.batches} batches to "
+        f"uploaded {result.rows} feedback rows in {result.batches} batches and {result.clips} clips to "
         f"s3://{config.sync.bucket}/{config.sync.prefix.strip('/')}; {result.backlog} rows wait",
         flush=True,
     )

@@ -150,6 +150,11 @@ class SyncConfig:
         "AWS shared-credentials file ([default] profile); empty: $CREDENTIALS_DIRECTORY/s3-credentials "
         "under systemd, else the standard AWS chain",
     )
+    clips: bool = _field(
+        False,
+        "keep and upload the clip of a sign the user says was misread, only when their feedback consents",
+    )
+    clip_retention_days: float = _field(7.0, "days a clip that could not be uploaded is kept", min=0.01)
 
 
 @dataclass(frozen=True)

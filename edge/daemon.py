@@ -28,6 +28,7 @@ from edge.backends.base import Backend
 from edge.backends.select import Selection, open_backend
 from edge.bundle import load_bundle, resolve_bundle_path
 from edge.capture import Capture, Frame, SourceSettings
+from edge.clips import ClipKeeper, expire_clips
 from edge.config import Config
 from edge.decode import UNKNOWN_WORD, class_scores, decode
 from edge.errors import ConfigError
@@ -37,7 +38,7 @@ from edge.preprocess import FrameCropper, frames_to_clip
 from edge.recognize import EvenSampler
 from edge.ring import FrameRing
 from edge.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings, SlidingWindows
-from edge.store import PredictionRecord, Store, StoreUsage
+from edge.store import CLIPS_DIR, PredictionRecord, Store, StoreUsage
 from edge.sync import FeedbackSync
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class Daemon:
         self._last_maintenance = float("-inf")
         self._store_usage: StoreUsage | None = None
         self.sync: FeedbackSync | None = None
+        self.clips: ClipKeeper | None = None
 
     def _stable(self, word: str, end_s: float) -> bool:
         """Motion mode publishes every sign; sliding mode a word that ``stable_windows`` windows in
@@ -162,7 +164,8 @@ class Daemon:
         for slot in slots:
             sampler.add(ring.crops[slot])
         started = time.perf_counter()
-        self._clip = frames_to_clip(sampler.clip_frames(), self._clip)
+        frames = sampler.clip_frames()
+        self._clip = frames_to_clip(frames, self._clip)
         logits = backend.infer(self._clip)
         inference_ms = (time.perf_counter() - started) * 1000.0
         model = self.config.model
@@ -187,6 +190,10 @@ class Daemon:
                 backend=selection.backend,
             )
         )
+        if self.clips is not None:
+            self.clips.remember(
+                prediction_id, frames, len(frames) / max(segment.end_s - segment.start_s, 0.1)
+            )
         link.publish(
             "prediction",
             {
@@ -249,10 +256,15 @@ class Daemon:
         self._last_maintenance = now
         storage = self.config.storage
         self._store_usage = store.maintain(storage.prediction_retention_days, storage.max_db_mb)
+        expire_clips(
+            store, Path(storage.state_dir).expanduser() / CLIPS_DIR, self.config.sync.clip_retention_days
+        )
 
     def run(self) -> int:
         config = self.config
         self.sync = FeedbackSync(config) if config.sync.bucket else None
+        state_dir = Path(config.storage.state_dir).expanduser()
+        self.clips = ClipKeeper(state_dir / CLIPS_DIR) if config.sync.clips else None
         bundle = load_bundle(resolve_bundle_path(None, config.model.bundle))
         self._model_id = bundle.spec.model_id
         backend, selection = open_backend(
@@ -262,10 +274,10 @@ class Daemon:
             config.model.precision,
             config.model.build_if_missing,
         )
-        store = Store(Path(config.storage.state_dir).expanduser())
+        store = Store(state_dir)
         link = MqttLink(mqtt_settings(config))
         link.set_feedback_handler(
-            lambda payload: link.publish("feedback/ack", handle_feedback(payload, store))
+            lambda payload: link.publish("feedback/ack", handle_feedback(payload, store, self.clips))
         )
         source = config.source
         capture = Capture(SourceSettings(**dataclasses.asdict(config.source)))

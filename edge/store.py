@@ -30,6 +30,7 @@ from edge.errors import AslEdgeError
 log = logging.getLogger(__name__)
 
 DB_FILE = "asl-edge.db"
+CLIPS_DIR = "clips"
 BUSY_TIMEOUT_S = 10.0
 BUDGET_WARNING_FRACTION = 0.9
 _PAGE_ROWS = 500
@@ -63,6 +64,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE predictions ADD COLUMN backend TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE feedback ADD COLUMN batch_key TEXT",
+        "ALTER TABLE feedback ADD COLUMN clip_file TEXT",
         """CREATE TABLE sync_batches (
             key TEXT PRIMARY KEY,
             first_id INTEGER NOT NULL,
@@ -138,6 +140,7 @@ class SyncRow:
     label: str | None
     model_id: str
     backend: str
+    clip_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,8 @@ class StoreUsage:
 
 _SYNC_ROW_SQL = (
     "SELECT f.id, f.prediction_id, f.received_at, p.created_at, f.predicted_word, p.confidence, p.top_k, "
-    "f.correct, f.label, p.model_id, p.backend FROM feedback f JOIN predictions p ON p.id = f.prediction_id "
+    "f.correct, f.label, p.model_id, p.backend, f.clip_file "
+    "FROM feedback f JOIN predictions p ON p.id = f.prediction_id "
 )
 
 
@@ -253,16 +257,21 @@ class Store:
         rows = self._read("SELECT word FROM predictions WHERE id = ?", (prediction_id,))
         return rows[0][0] if rows else None
 
-    def add_feedback(self, prediction_id: str, correct: bool, label: str | None) -> FeedbackRecord:
-        """Store feedback durably; raises UnknownPrediction for an id this device never issued."""
+    def add_feedback(
+        self, prediction_id: str, correct: bool, label: str | None, clip_file: str | None = None
+    ) -> FeedbackRecord:
+        """Store feedback durably; raises UnknownPrediction for an id this device never issued.
+
+        ``clip_file`` names the consented clip of the sign (under ``state_dir/clips``), if any.
+        """
         word = self.prediction_word(prediction_id)
         if word is None:
             raise UnknownPrediction(f"unknown prediction_id {prediction_id!r}")
         received = time.time()
         cursor = self._write(
-            "INSERT INTO feedback (prediction_id, received_at, correct, label, predicted_word) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (prediction_id, received, int(correct), label, word),
+            "INSERT INTO feedback (prediction_id, received_at, correct, label, predicted_word, clip_file) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (prediction_id, received, int(correct), label, word, clip_file),
         )
         return FeedbackRecord(int(cursor.lastrowid or 0), prediction_id, received, correct, label, word)
 
@@ -293,6 +302,7 @@ class Store:
                     row[8],
                     row[9],
                     row[10],
+                    row[11],
                 )
             if len(rows) < page_rows:
                 return
@@ -345,6 +355,12 @@ class Store:
             return db.execute(
                 "UPDATE feedback SET synced_key = ? WHERE batch_key = ? AND synced_key IS NULL", (key, key)
             ).rowcount
+
+    def forget_clip(self, clip_file: str) -> None:
+        """An expired clip: unsynced rows stop naming it (a planned batch is then sent without it)."""
+        self._write(
+            "UPDATE feedback SET clip_file = NULL WHERE clip_file = ? AND synced_key IS NULL", (clip_file,)
+        )
 
     def prune(self, retention_days: float, now: float | None = None) -> int:
         """Delete predictions older than ``retention_days`` that carry no feedback; feedback stays."""

@@ -11,6 +11,8 @@ row twice, and rows arriving meanwhile never change a planned batch.
 
 Keys are Hive-style: ``PREFIX/device=<id>/date=<YYYY-MM-DD>/<first_id>-<last_id>.csv`` (the UTC
 date of the batch's first feedback), so Athena, Spark or DuckDB query the fleet's feedback directly.
+Consented clips (``edge/clips.py``) go to ``PREFIX/clips/device=<id>/<prediction_id>.mp4`` before
+the batch whose ``clip_key`` column names them, and leave the device once that batch is confirmed.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 
 from edge.config import Config, SyncConfig
 from edge.errors import AslEdgeError
-from edge.store import Store, StoreError, SyncBatch, SyncRow
+from edge.store import CLIPS_DIR, Store, StoreError, SyncBatch, SyncRow
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ CSV_COLUMNS = (
     "label",
     "model_id",
     "backend",
+    "clip_key",
 )
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP's CSV injection list).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -87,6 +90,7 @@ class SyncInterrupted(SyncError):
 class PassResult:
     rows: int = 0
     batches: int = 0
+    clips: int = 0
     backlog: int = 0
 
 
@@ -103,7 +107,16 @@ def iso_utc(epoch_s: float) -> str:
     )
 
 
-def csv_cells(row: SyncRow, device_id: str) -> list[str]:
+def _under(prefix: str, path: str) -> str:
+    prefix = prefix.strip("/")
+    return f"{prefix}/{path}" if prefix else path
+
+
+def clip_key(prefix: str, device_id: str, prediction_id: str) -> str:
+    return _under(prefix, f"clips/device={device_id}/{prediction_id}.mp4")
+
+
+def csv_cells(row: SyncRow, device_id: str, prefix: str) -> list[str]:
     return [
         str(row.feedback_id),
         safe_cell(row.prediction_id),
@@ -117,14 +130,13 @@ def csv_cells(row: SyncRow, device_id: str) -> list[str]:
         safe_cell(row.label or ""),
         safe_cell(row.model_id),
         safe_cell(row.backend),
+        safe_cell(clip_key(prefix, device_id, row.prediction_id)) if row.clip_file else "",
     ]
 
 
 def batch_key(prefix: str, device_id: str, first: SyncRow, last_id: int) -> str:
     date = datetime.fromtimestamp(first.received_at, timezone.utc).strftime("%Y-%m-%d")
-    path = f"device={device_id}/date={date}/{first.feedback_id}-{last_id}.csv"
-    prefix = prefix.strip("/")
-    return f"{prefix}/{path}" if prefix else path
+    return _under(prefix, f"device={device_id}/date={date}/{first.feedback_id}-{last_id}.csv")
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,7 @@ class RenderedBatch:
     first: SyncRow
     last_id: int
     rows: int
+    clips: tuple[tuple[str, str], ...] = ()  # (S3 key, local file name) of the rows' clips
 
     @property
     def sha256(self) -> str:
@@ -140,7 +153,11 @@ class RenderedBatch:
 
 
 def render_batch(
-    rows: Iterable[SyncRow], device_id: str, max_rows: int | None = None, max_bytes: int | None = None
+    rows: Iterable[SyncRow],
+    device_id: str,
+    prefix: str,
+    max_rows: int | None = None,
+    max_bytes: int | None = None,
 ) -> RenderedBatch | None:
     """The CSV of the leading rows that fit the limits (at least one row); None without rows.
 
@@ -153,21 +170,24 @@ def render_batch(
     body.write(line.getvalue().encode("utf-8"))
     first: SyncRow | None = None
     last_id, count = 0, 0
+    clips: list[tuple[str, str]] = []
     for row in rows:
         line.seek(0)
         line.truncate()
-        writer.writerow(csv_cells(row, device_id))
+        writer.writerow(csv_cells(row, device_id, prefix))
         encoded = line.getvalue().encode("utf-8")
         if count and max_bytes is not None and body.tell() + len(encoded) > max_bytes:
             break
         body.write(encoded)
+        if row.clip_file:
+            clips.append((clip_key(prefix, device_id, row.prediction_id), row.clip_file))
         first = first or row
         last_id, count = row.feedback_id, count + 1
         if max_rows is not None and count >= max_rows:
             break
     if first is None:
         return None
-    return RenderedBatch(body.getvalue(), first, last_id, count)
+    return RenderedBatch(body.getvalue(), first, last_id, count, tuple(clips))
 
 
 def credentials_path(configured: str) -> Path | None:
@@ -287,12 +307,14 @@ class FeedbackSync:
     def _upload_all(self, store: Store, stop: threading.Event) -> PassResult:
         result = PassResult()
         for batch in store.pending_batches():
-            rendered = render_batch(store.sync_rows(batch.key), self.device_id)
+            rendered = render_batch(store.sync_rows(batch.key), self.device_id, self.settings.prefix)
             if rendered is None:
                 raise SyncError(f"planned batch {batch.key} has no rows in the store")
             if rendered.sha256 != batch.checksum:
                 log.warning(
-                    "batch %s renders differently than planned (an upgrade?); sending it again", batch.key
+                    "batch %s changed since it was planned (a clip expired, or asl-edge was upgraded); "
+                    "sending it as it is now",
+                    batch.key,
                 )
                 store.update_batch_checksum(batch.key, len(rendered.body), rendered.sha256)
             self._send(store, batch.key, rendered, stop, result)
@@ -300,7 +322,11 @@ class FeedbackSync:
             if stop.is_set():
                 raise SyncInterrupted("stopping: the pass ends between uploads")
             rendered = render_batch(
-                store.sync_rows(), self.device_id, self.settings.batch_rows, self.settings.batch_bytes
+                store.sync_rows(),
+                self.device_id,
+                self.settings.prefix,
+                self.settings.batch_rows,
+                self.settings.batch_bytes,
             )
             if rendered is None:
                 return result
@@ -321,9 +347,23 @@ class FeedbackSync:
     def _send(
         self, store: Store, key: str, rendered: RenderedBatch, stop: threading.Event, result: PassResult
     ) -> None:
+        """The batch's clips first, then its CSV; local clips are deleted once the batch is confirmed."""
+        clip_paths = [self.state_dir / CLIPS_DIR / name for _, name in rendered.clips]
+        for (clip, _), path in zip(rendered.clips, clip_paths, strict=True):
+            try:
+                video = path.read_bytes()
+            except OSError as exc:
+                log.warning(
+                    "clip %s is gone (%s); %s will name a clip that is not in the bucket", path, exc, key
+                )
+                continue
+            self._put_with_retries(clip, video, "video/mp4", stop)
+            result.clips += 1
         self._put_with_retries(key, rendered.body, "text/csv; charset=utf-8", stop)
         result.rows += store.confirm_batch(key, time.time())
         result.batches += 1
+        for path in clip_paths:
+            path.unlink(missing_ok=True)
         log.info("uploaded %d feedback rows to s3://%s/%s", rendered.rows, self.settings.bucket, key)
 
     def _put_with_retries(self, key: str, body: bytes, content_type: str, stop: threading.Event) -> None:

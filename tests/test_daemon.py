@@ -268,7 +268,8 @@ def test_feedback_reaches_the_bucket_while_the_daemon_runs(sentences, broker, tm
         config = _config(tmp_path, folder / entries[0]["file"], broker.port, loop=True)
         config.write_text(
             config.read_text() + f'[sync]\nbucket = "fleet"\nendpoint_url = "{s3.endpoint_url}"\n'
-            f'credentials_file = "{s3.write_credentials(tmp_path / "s3-credentials")}"\ninterval_s = 1.0\n',
+            f'credentials_file = "{s3.write_credentials(tmp_path / "s3-credentials")}"\n'
+            "interval_s = 1.0\nclips = true\n",
             encoding="utf-8",
         )
         subscriber = Subscriber(broker.port, "asl/kiosk-test/#")
@@ -282,7 +283,14 @@ def test_feedback_reaches_the_bucket_while_the_daemon_runs(sentences, broker, tm
                     prediction = payload
                     subscriber.client.publish(
                         "asl/kiosk-test/feedback",
-                        json.dumps({"prediction_id": prediction["id"], "correct": False, "label": "-1"}),
+                        json.dumps(
+                            {
+                                "prediction_id": prediction["id"],
+                                "correct": False,
+                                "label": "-1",
+                                "consent": True,
+                            }
+                        ),
                         qos=1,
                     )
                 elif topic.endswith("/feedback/ack"):
@@ -302,13 +310,18 @@ def test_feedback_reaches_the_bucket_while_the_daemon_runs(sentences, broker, tm
         assert 0 < synced["db_mb"] < 1
         assert synced["db_near_budget"] is False
         client = s3.client()
-        [item] = client.list_objects_v2(Bucket="fleet")["Contents"]
-        assert item["Key"].startswith("asl-feedback/device=kiosk-test/date=")
-        body = client.get_object(Bucket="fleet", Key=item["Key"])["Body"].read().decode()
+        clip = f"asl-feedback/clips/device=kiosk-test/{prediction['id']}.mp4"
+        [key] = [
+            item["Key"] for item in client.list_objects_v2(Bucket="fleet")["Contents"] if item["Key"] != clip
+        ]
+        assert key.startswith("asl-feedback/device=kiosk-test/date=")
+        assert client.head_object(Bucket="fleet", Key=clip)["ContentLength"] > 1000
+        assert list((tmp_path / "state" / "clips").iterdir()) == []
+        body = client.get_object(Bucket="fleet", Key=key)["Body"].read().decode()
         header, row = body.splitlines()[:2]
         assert header.startswith("feedback_id,prediction_id,device_id,")
         assert f"1,{prediction['id']},kiosk-test," in row
         assert ",false,'-1," in row
-        assert row.endswith(f",{prediction['model']},onnxruntime")
+        assert row.endswith(f",{prediction['model']},onnxruntime,{clip}")
     finally:
         s3.stop()

@@ -7,6 +7,8 @@ import csv
 import hashlib
 import io
 import itertools
+import logging
+import os
 import random
 import sqlite3
 import subprocess
@@ -17,11 +19,13 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge.cli import main
+from edge.clips import ClipKeeper, expire_clips
 from edge.config import load_config
-from edge.store import DB_FILE, PredictionRecord, Store
+from edge.store import CLIPS_DIR, DB_FILE, PredictionRecord, Store
 from edge.sync import CSV_COLUMNS, FeedbackSync, SyncBusy, iso_utc
 from tests.backlog import write_backlog
 from tests.services import SeaweedFS
@@ -69,7 +73,9 @@ def _objects(s3: SeaweedFS, bucket: str) -> dict[str, bytes]:
 
 def _csv_rows(objects: dict[str, bytes]) -> list[dict[str, str]]:
     rows = []
-    for body in objects.values():
+    for key, body in objects.items():
+        if not key.endswith(".csv"):
+            continue
         reader = csv.DictReader(io.StringIO(body.decode("utf-8"), newline=""))
         assert tuple(reader.fieldnames or ()) == CSV_COLUMNS
         rows += list(reader)
@@ -99,7 +105,7 @@ def test_batches_follow_the_limits_and_the_key_layout(s3, bucket, tmp_path, caps
     write_backlog(tmp_path / "state", 15, start_s=1_795_000_000.0)
     write_backlog(tmp_path / "state", 8, start_s=1_795_000_000.0 + 3 * day)
     assert main(["sync", "--config", str(config)]) == 0
-    assert "uploaded 23 feedback rows in 3 batches to s3://" in capsys.readouterr().out
+    assert "uploaded 23 feedback rows in 3 batches and 0 clips to s3://" in capsys.readouterr().out
     objects = _objects(s3, bucket)
     assert sorted(objects) == [
         "fleet/a/device=kiosk-9/date=2026-11-18/1-10.csv",
@@ -111,7 +117,7 @@ def test_batches_follow_the_limits_and_the_key_layout(s3, bucket, tmp_path, caps
     assert head["ContentType"].startswith("text/csv")
     assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
     assert main(["sync", "--config", str(config)]) == 0
-    assert "uploaded 0 feedback rows in 0 batches" in capsys.readouterr().out
+    assert "uploaded 0 feedback rows in 0 batches and 0 clips" in capsys.readouterr().out
     assert Store(tmp_path / "state").counts()["pending_feedback"] == 0
 
     small = tmp_path / "small"
@@ -242,12 +248,17 @@ def test_killed_at_random_points_the_bucket_holds_every_row_exactly_once(s3, buc
 def test_daemon_and_manual_passes_at_once_upload_each_row_once(s3, bucket, tmp_path):
     config_path = _config(tmp_path, s3, bucket, batch_rows=7)
     state = tmp_path / "state"
-    write_backlog(state, 300)
+    write_backlog(state, 1500)
     daemon_side = FeedbackSync(load_config(config_path))
     busy = 0
     manual = [_sync_cli(config_path) for _ in range(2)]
     writer = threading.Thread(target=lambda: [write_backlog(state, 5, seed=i) for i in range(10)])
     writer.start()
+    store = Store(state)
+    deadline = time.monotonic() + 30
+    while store.counts()["pending_feedback"] >= 1500 and time.monotonic() < deadline:
+        time.sleep(0.01)  # until a manual pass is under way
+    store.close()
     while any(process.poll() is None for process in manual):
         try:
             daemon_side.run_pass()
@@ -262,7 +273,7 @@ def test_daemon_and_manual_passes_at_once_upload_each_row_once(s3, bucket, tmp_p
     assert busy >= 1
     ids = Counter(int(row["feedback_id"]) for row in _csv_rows(_objects(s3, bucket)))
     assert sorted(ids) == _feedback_ids(state)
-    assert len(ids) == 350
+    assert len(ids) == 1550
     assert set(ids.values()) == {1}
 
 
@@ -363,3 +374,52 @@ def test_the_systemd_credential_is_used_when_no_file_is_configured(s3, bucket, t
     write_backlog(tmp_path / "state", 1, seed=1)
     assert main(["sync", "--config", str(config)]) == 1
     assert "Unable to locate credentials" in capsys.readouterr().err
+
+
+def _feedback_with_clips(state: Path, with_clip: list[bool]) -> dict[str, bytes]:
+    """One wrong prediction per entry, with a consented clip where asked; returns the clips' bytes."""
+    store = Store(state)
+    keeper = ClipKeeper(state / CLIPS_DIR)
+    rng = np.random.default_rng(3)
+    for index, keep in enumerate(with_clip):
+        store.add_prediction(PredictionRecord(f"p-{index}", "book", 0.9, [], "m"))
+        keeper.remember(f"p-{index}", list(rng.integers(0, 255, (8, 224, 224, 3), dtype=np.uint8)), 10.0)
+        store.add_feedback(f"p-{index}", False, "drink", keeper.write(f"p-{index}") if keep else None)
+    store.close()
+    return {path.name: path.read_bytes() for path in (state / CLIPS_DIR).iterdir()}
+
+
+def test_clips_go_up_with_their_batch_and_leave_the_device(s3, bucket, tmp_path, capsys):
+    config = _config(tmp_path, s3, bucket, batch_rows=2)
+    state = tmp_path / "state"
+    local = _feedback_with_clips(state, [True, False, True])
+    assert sorted(local) == ["p-0.mp4", "p-2.mp4"]
+    assert main(["sync", "--config", str(config)]) == 0
+    assert "uploaded 3 feedback rows in 2 batches and 2 clips" in capsys.readouterr().out
+    objects = _objects(s3, bucket)
+    keys = [f"asl-feedback/clips/device=kiosk-9/p-{index}.mp4" for index in (0, 2)]
+    assert [objects[key] for key in keys] == [local["p-0.mp4"], local["p-2.mp4"]]
+    rows = sorted(_csv_rows(objects), key=lambda r: int(r["feedback_id"]))
+    assert [row["clip_key"] for row in rows] == [keys[0], "", keys[1]]
+    assert list((state / CLIPS_DIR).iterdir()) == []
+
+
+def test_a_clip_expired_after_its_batch_was_planned_is_left_out(s3, bucket, tmp_path, caplog):
+    state = tmp_path / "state"
+    _feedback_with_clips(state, [True])
+    offline = _config(tmp_path, SeaweedFS(tmp_path / "never-started"), bucket, retries=0)
+    assert main(["sync", "--config", str(offline)]) == 1
+    store = Store(state)
+    [planned] = store.pending_batches()
+    old = time.time() - 30 * 86400
+    os.utime(state / CLIPS_DIR / "p-0.mp4", (old, old))
+    assert expire_clips(store, state / CLIPS_DIR, retention_days=7) == 1
+    store.close()
+    online = _config(tmp_path, s3, bucket)
+    with caplog.at_level(logging.WARNING, logger="edge.sync"):
+        assert main(["sync", "--config", str(online)]) == 0
+    assert "changed since it was planned" in caplog.text
+    objects = _objects(s3, bucket)
+    assert list(objects) == [planned.key]
+    [row] = _csv_rows(objects)
+    assert (row["feedback_id"], row["clip_key"]) == ("1", "")
