@@ -79,7 +79,7 @@ class SyncBusy(SyncError):
 
 
 class UploadFailed(SyncError):
-    """The store refused an upload, or it kept failing after every retry."""
+    """The server refused an upload, or it kept failing after every retry."""
 
 
 class SyncInterrupted(SyncError):
