@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import fcntl
 import hashlib
 import io
 import itertools
@@ -423,3 +424,18 @@ def test_a_clip_expired_after_its_batch_was_planned_is_left_out(s3, bucket, tmp_
     assert list(objects) == [planned.key]
     [row] = _csv_rows(objects)
     assert (row["feedback_id"], row["clip_key"]) == ("1", "")
+
+
+def test_a_refused_upload_fails_at_once_and_a_held_lock_is_waited_for_then_reported(s3, tmp_path, capsys):
+    config = _config(tmp_path, s3, "no-such-bucket", retries=4)
+    write_backlog(tmp_path / "state", 2)
+    started = time.monotonic()
+    assert main(["sync", "--config", str(config)]) == 1
+    assert time.monotonic() - started < 2, "a refusal is not retried"
+    assert "(AccessDenied) when calling the PutObject operation" in capsys.readouterr().err
+    with open(tmp_path / "state" / "sync.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        started = time.monotonic()
+        assert main(["sync", "--config", str(config), "--wait-s", "0.5"]) == 1
+        assert 0.5 <= time.monotonic() - started < 2
+    assert "another sync pass holds" in capsys.readouterr().err
