@@ -109,7 +109,11 @@ class MqttConfig:
         30, "MQTT keepalive in seconds (the last will fires after 1.5x)", min=1, max=3600
     )
     username: str = _field("", "MQTT username; empty for anonymous")
-    password_file: str = _field("", "file holding the MQTT password (never the password itself)")
+    password_file: str = _field(
+        "",
+        "file holding the MQTT password (never the password itself); empty: the systemd "
+        "credential mqtt-password ($CREDENTIALS_DIRECTORY) when it exists",
+    )
     tls_ca: str = _field("", "CA certificate file; set it to use TLS")
     tls_cert: str = _field("", "client certificate file for mutual TLS")
     tls_key: str = _field("", "client key file for mutual TLS")
