@@ -32,7 +32,8 @@ from edge.config import Config
 from edge.decode import UNKNOWN_WORD, class_scores, decode
 from edge.errors import ConfigError
 from edge.feedback import handle_feedback
-from edge.mqtt import MqttLink, MqttSettings
+from edge.health import write_health_file
+from edge.mqtt import MqttLink, mqtt_settings
 from edge.preprocess import FrameCropper, frames_to_clip
 from edge.recognize import EvenSampler
 from edge.ring import FrameRing
@@ -78,18 +79,6 @@ class Latencies:
             "sign_end_to_publish_ms_p50": pct(self.sign_end_to_publish_ms, 50),
             "sign_end_to_publish_ms_p95": pct(self.sign_end_to_publish_ms, 95),
         }
-
-
-def mqtt_settings(config: Config) -> MqttSettings:
-    """The config's [mqtt] section, with the device-derived defaults filled in."""
-    device = config.device.id
-    return MqttSettings(
-        **{
-            **dataclasses.asdict(config.mqtt),
-            "topic_prefix": config.mqtt.topic_prefix or f"asl/{device}",
-            "client_id": config.mqtt.client_id or f"asl-edge-{device}",
-        }
-    )
 
 
 def segmenter_settings(config: Config) -> SegmenterSettings:
@@ -210,8 +199,9 @@ class Daemon:
         self._last_health = now
         elapsed = max(1e-6, now - self._started)
         stats = capture.stats
-        link.publish(
-            "health",
+        self._publish_health(
+            link,
+            store,
             {
                 "frames_in": stats.frames_in,
                 "frames_dropped": stats.frames_dropped,
@@ -228,8 +218,12 @@ class Daemon:
                 "model": self._model_id,
                 **self.latencies.percentiles(),
             },
-            qos=0,
         )
+
+    def _publish_health(self, link: MqttLink, store: Store, payload: dict[str, object]) -> None:
+        """To the broker, and to ``<state_dir>/health.json`` for probes that have no broker."""
+        link.publish("health", payload, qos=0)
+        write_health_file(store.path.parent, payload, self.config.health.interval_s)
 
     def run(self) -> int:
         config = self.config

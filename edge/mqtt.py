@@ -11,6 +11,7 @@ silently.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edge.config import Config
 from edge.errors import AslEdgeError
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,18 @@ class Outgoing:
 
 def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps({"schema": SCHEMA_VERSION, **payload}, ensure_ascii=False).encode("utf-8")
+
+
+def mqtt_settings(config: Config) -> MqttSettings:
+    """The config's [mqtt] section, with the device-derived defaults filled in."""
+    device = config.device.id
+    return MqttSettings(
+        **{
+            **dataclasses.asdict(config.mqtt),
+            "topic_prefix": config.mqtt.topic_prefix or f"asl/{device}",
+            "client_id": config.mqtt.client_id or f"asl-edge-{device}",
+        }
+    )
 
 
 def password_path(settings: MqttSettings) -> Path | None:
