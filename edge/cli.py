@@ -187,12 +187,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge.config import load_config
+    from edge.config import find_config_path, load_config
     from edge.daemon import run_daemon
 
-    config = load_config(args.config)
+    path = find_config_path(args.config)
+    config = load_config(path)
     logging.getLogger().setLevel(config.logging.level.upper())
-    return run_daemon(config)
+    return run_daemon(config, path)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -243,17 +243,23 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     )
 
 
+def find_config_path(path: str | Path | None) -> Path | None:
+    """``path``, or ``$ASL_EDGE_CONFIG``, or /etc/asl-edge/config.toml if present, else None (the
+    defaults)."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
 def load_config(path: str | Path | None) -> Config:
     """The config at ``path``, or ``$ASL_EDGE_CONFIG``, or /etc/asl-edge/config.toml if present,
     else the defaults. Raises ``ConfigError`` naming the first problem."""
+    path = find_config_path(path)
     if path is None:
-        env = os.environ.get(CONFIG_ENV)
-        if env:
-            path = env
-        elif DEFAULT_CONFIG_PATH.is_file():
-            path = DEFAULT_CONFIG_PATH
-        else:
-            return Config()
+        return Config()
     config, problems = read_config(path)
     config = _resolve_paths(config, Path(path).resolve().parent)
     if problems:

@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.backends.base import Backend
-from edge.backends.select import Selection, open_backend
-from edge.bundle import load_bundle, resolve_bundle_path
+from edge.backends.select import Selection
 from edge.capture import Capture, Frame, SourceSettings
 from edge.config import Config
 from edge.decode import UNKNOWN_WORD, class_scores, decode
@@ -36,6 +35,7 @@ from edge.health import write_health_file
 from edge.mqtt import MqttLink, mqtt_settings
 from edge.preprocess import FrameCropper, frames_to_clip
 from edge.recognize import EvenSampler
+from edge.reload import ModelReloader, open_model, prepare_model
 from edge.ring import FrameRing
 from edge.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings, SlidingWindows
 from edge.store import PredictionRecord, Store
@@ -91,9 +91,14 @@ def segmenter_settings(config: Config) -> SegmenterSettings:
 class Daemon:
     """Wires capture, segmentation, inference, the store and MQTT for one run."""
 
-    def __init__(self, config: Config, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, config: Config, stop: threading.Event | None = None, config_path: Path | None = None
+    ) -> None:
         self.config = config
+        self.config_path = config_path
         self.stop = stop or threading.Event()
+        self.reload_requested = threading.Event()
+        self._model_reload_error: str | None = None
         self.latencies = Latencies()
         self.predictions = 0
         self.frames_processed = 0
@@ -216,6 +221,7 @@ class Daemon:
                 "backend": selection.backend,
                 "backend_reason": selection.reason,
                 "model": self._model_id,
+                "model_reload_error": self._model_reload_error,
                 **self.latencies.percentiles(),
             },
         )
@@ -227,15 +233,10 @@ class Daemon:
 
     def run(self) -> int:
         config = self.config
-        bundle = load_bundle(resolve_bundle_path(None, config.model.bundle))
-        self._model_id = bundle.spec.model_id
-        backend, selection = open_backend(
-            bundle,
-            config.model.backend,
-            config.model.threads,
-            config.model.precision,
-            config.model.build_if_missing,
-        )
+        model = open_model(prepare_model(config.model))
+        bundle, backend, selection = model.bundle, model.backend, model.selection
+        self._model_id = model.model_id
+        reloader = ModelReloader(self.config_path, config, model, self.reload_requested)
         store = Store(Path(config.storage.state_dir).expanduser())
         link = MqttLink(mqtt_settings(config))
         link.set_feedback_handler(
@@ -260,6 +261,10 @@ class Daemon:
         try:
             for frame in capture.frames(timeout_s=0.5):
                 sd_notify("WATCHDOG=1")
+                if reloader.poll():
+                    backend, selection = reloader.active.backend, reloader.active.selection
+                    ring, cropper = self._adopt(reloader, ring, cropper)
+                    self._health(capture, link, store, selection, force=True)
                 self._health(capture, link, store, selection)
                 if self.stop.is_set():
                     break
@@ -278,6 +283,18 @@ class Daemon:
             store.close()
             backend.close()
         return 0
+
+    def _adopt(
+        self, reloader: ModelReloader, ring: FrameRing, cropper: FrameCropper
+    ) -> tuple[FrameRing, FrameCropper]:
+        """After a reload attempt: the active model's settings and id; a new crop geometry needs a
+        new ring (the sign in progress is lost), the same one keeps it."""
+        self.config = dataclasses.replace(self.config, model=reloader.config.model)
+        self._model_id, self._model_reload_error = reloader.active.model_id, reloader.error
+        preprocessing = reloader.active.bundle.spec.preprocessing
+        if preprocessing == cropper.params:
+            return ring, cropper
+        return FrameRing(len(ring.crops), preprocessing.crop_size), FrameCropper(preprocessing)
 
     def _on_frame(
         self,
@@ -307,13 +324,19 @@ class Daemon:
             time.sleep(0.05)
 
 
-def run_daemon(config: Config) -> int:
+def run_daemon(config: Config, config_path: Path | None = None) -> int:
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
         log.info("signal %d: finishing the sign in progress and stopping", signum)
         stop.set()
 
+    daemon = Daemon(config, stop, config_path)
+
+    def request_reload(_signum: int, _frame: object) -> None:
+        daemon.reload_requested.set()
+
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    return Daemon(config, stop).run()
+    signal.signal(signal.SIGHUP, request_reload)
+    return daemon.run()
