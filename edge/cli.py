@@ -270,6 +270,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from edge.config_doc import render_reference, write_reference
+
+    if args.write:
+        changed = write_reference(Path(args.write))
+        print(f"{args.write}: configuration reference {'updated' if changed else 'already current'}")
+    else:
+        print(render_reference(), end="")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asl-edge", description="American Sign Language word recognition on the edge."
@@ -385,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
     check.set_defaults(handler=cmd_check_config)
+
+    reference = commands.add_parser(
+        "config-reference", help="every config key as Markdown tables, from the config schema"
+    )
+    reference.add_argument("--write", metavar="FILE", help="replace the generated block in FILE (README.md)")
+    reference.set_defaults(handler=cmd_config_reference)
     return parser
 
 
