@@ -56,6 +56,11 @@ class StatusReport:
         """One line when the kiosk is not online and reporting health, else None."""
         if self.broker_error:
             return self.broker_error
+        if self.state == "unknown":
+            return (
+                f"no retained status on {self.topic_prefix}/status: asl-edge run never connected to "
+                "this broker (or uses another topic prefix)"
+            )
         if self.state != "online":
             return f"the kiosk is {self.state} on the broker"
         if self.health_source != "broker":
@@ -174,7 +179,8 @@ def format_status(report: StatusReport) -> str:
     else:
         health = report.health
         lines += [
-            f"last health   {report.health_age_s:g} s ago, from the {report.health_source} "
+            f"last health   {report.health_age_s:g} s ago, from "
+            f"{'the broker' if report.health_source == 'broker' else report.health_source} "
             f"(health.json: {file_age})",
             f"frames        {health.get('fps_in')} fps in, {health.get('fps_out')} fps out, "
             f"{health.get('frames_dropped')} dropped, {health.get('capture_restarts')} capture restarts",

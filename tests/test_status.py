@@ -3,16 +3,13 @@
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from edge.cli import main
-from tests.services import Mosquitto
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.services import Mosquitto, running_daemon
 
 
 @pytest.fixture
@@ -48,14 +45,7 @@ def _status(capsys, *args: str) -> tuple[int, str, str]:
 def test_status_of_a_running_then_stopped_daemon(broker, tmp_path, capsys):
     config = _config(tmp_path, broker.port)
     health_file = tmp_path / "state" / "health.json"
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with running_daemon(config) as daemon:
         _wait_for(health_file)
         written = json.loads(health_file.read_text())
         assert written["interval_s"] == 0.5
@@ -88,10 +78,6 @@ def test_status_of_a_running_then_stopped_daemon(broker, tmp_path, capsys):
         daemon.send_signal(signal.SIGTERM)
         _, daemon_err = daemon.communicate(timeout=15)
         assert daemon.returncode == 0, daemon_err[-2000:]
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
 
     code, out, err = _status(capsys, "--config", str(config), "--json", "--timeout-s", "5")
     report = json.loads(out)
@@ -107,7 +93,7 @@ def test_status_of_a_running_then_stopped_daemon(broker, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
     assert "unreachable" in err and "Traceback" not in err
     assert "state         unknown" in out
-    assert "from the health.json" in out
+    assert "from health.json" in out
     assert "0 feedback pending upload" in out
 
 
@@ -125,3 +111,24 @@ def test_check_fails_on_a_stale_or_missing_health_file(tmp_path, capsys):
     assert "more than 30 s" in err
     health.write_text(json.dumps({"time": time.time() - 29, "interval_s": 10.0}))
     assert _status(capsys, "--config", str(config), "--check")[0] == 0
+
+
+def test_status_connects_with_the_daemons_credentials(tmp_path, capsys, monkeypatch):
+    passwords = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "kiosk", "s3cret"], check=True)
+    service = Mosquitto(tmp_path, extra=f"password_file {passwords}\n").start()
+    try:
+        config = _config(tmp_path, service.port)
+        config.write_text(config.read_text().replace("[mqtt]\n", '[mqtt]\nusername = "kiosk"\n'))
+        code, _, err = _status(capsys, "--config", str(config), "--timeout-s", "1")
+        assert code == 1
+        assert "refused the connection: Not authorized" in err
+        (tmp_path / "credentials").mkdir()
+        (tmp_path / "credentials" / "mqtt-password").write_text("s3cret\n")
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "credentials"))
+        code, out, err = _status(capsys, "--config", str(config), "--timeout-s", "1", "--json")
+        assert code == 1
+        assert json.loads(out)["broker_error"] is None
+        assert "no retained status on asl/kiosk-status/status" in err
+    finally:
+        service.stop()
