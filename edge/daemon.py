@@ -5,7 +5,8 @@ crops each frame once on arrival into a preallocated ring buffer, measures motio
 the segmenter closes; paho's thread handles the network and feedback. SIGTERM/SIGINT set one
 stop event; shutdown then classifies the sign in progress, flushes MQTT and closes the store.
 systemd gets ``READY=1`` once frames flow and ``WATCHDOG=1`` from this loop, so a stuck pipeline
-stops the pings and gets the process restarted.
+stops the pings and gets the process restarted. SIGHUP reloads the model between two frames
+(edge/reload.py).
 """
 
 from __future__ import annotations

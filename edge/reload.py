@@ -132,6 +132,7 @@ class ModelReloader:
         if self._worker is None:
             if self._requested.is_set():
                 self._requested.clear()
+                log.info("reload requested: re-reading %s", self.config_path or "the defaults")
                 self._worker = threading.Thread(target=self._prepare, name="model-reload", daemon=True)
                 self._worker.start()
             return False
