@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
@@ -73,6 +74,21 @@ def _write_config(path: Path, port: int, bundle: str, health_interval_s: float =
     )
 
 
+def _nan_logits_bundle(target: Path) -> Path:
+    """The demo model with its logits multiplied by NaN: it loads, and only a smoke inference can
+    tell (as an engine that overflows in FP16 would)."""
+    import onnx
+
+    bundle = shutil.copytree(DEMO_BUNDLE, target)
+    model = onnx.load(bundle / MODEL_FILE)
+    model.graph.node[-1].output[0] = "raw_logits"
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(np.nan, np.float32), "nan"))
+    model.graph.node.append(onnx.helper.make_node("Mul", ["raw_logits", "nan"], ["logits"]))
+    onnx.save(model, bundle / MODEL_FILE)
+    update_manifest(bundle, {MODEL_FILE: sha256_of(bundle / MODEL_FILE)}, {})
+    return bundle
+
+
 def _manifest_id(bundle: Path) -> str:
     return json.loads((bundle / "manifest.json").read_text())["model_id"]
 
@@ -89,6 +105,7 @@ def test_sighup_swaps_the_model_and_keeps_the_old_one_when_the_new_one_is_broken
     unloadable = shutil.copytree(DEMO_BUNDLE, tmp_path / "unloadable")
     (unloadable / MODEL_FILE).write_bytes(b"not an onnx model")
     update_manifest(unloadable, {MODEL_FILE: sha256_of(unloadable / MODEL_FILE)}, {})
+    _nan_logits_bundle(tmp_path / "nan-logits")
     cropped = shutil.copytree(DEMO_BUNDLE, tmp_path / "cropped")
     update_manifest(
         cropped,
@@ -124,6 +141,9 @@ def test_sighup_swaps_the_model_and_keeps_the_old_one_when_the_new_one_is_broken
         health = reload("unloadable")
         assert health["model"] == tiny_id
         assert "ONNX Runtime cannot load the model" in health["model_reload_error"]
+        health = reload("nan-logits")
+        assert health["model"] == tiny_id
+        assert health["model_reload_error"] == "smoke inference: the logits are not all finite"
         config.write_text("[model\n", encoding="utf-8")
         daemon.send_signal(signal.SIGHUP)
         health = messages.next("health")
@@ -140,4 +160,4 @@ def test_sighup_swaps_the_model_and_keeps_the_old_one_when_the_new_one_is_broken
         _, err = daemon.communicate(timeout=15)
     assert daemon.returncode == 0, err[-2000:]
     assert "[health] changed; only [model] is reloaded" in err
-    assert err.count("reload failed, keeping") == 4
+    assert err.count("reload failed, keeping") == 5
