@@ -233,6 +233,11 @@ def test_dockerfile_is_hadolint_clean():
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
+def test_scripts_are_shellcheck_clean():
+    result = _run(BIN / "shellcheck", *sorted((ROOT / "scripts").glob("*.sh")))
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
 def test_dockerfile_and_install_script_share_one_apt_list():
     listed = [
         line.split("#")[0].strip()
