@@ -33,7 +33,7 @@ if ((use_systemd)) && [[ -e $root/etc/systemd/system/$unit ]]; then
         systemctl --root="${root:-/}" disable "$unit"
     fi
 fi
-rm -f "$root/etc/systemd/system/$unit"
+rm -f "$root/etc/systemd/system/$unit" "$root"/etc/systemd/system/*.wants/"$unit"
 if ((use_systemd)) && [[ -z $root && -d /run/systemd/system ]]; then
     systemctl daemon-reload
 fi
