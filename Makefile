@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-clips test lint docs bench demo-model clean
+.PHONY: setup demo demo-clips test lint docs bench demo-model clean install uninstall
 
 setup:
 	scripts/bootstrap.sh $(VENV)
@@ -32,6 +32,13 @@ demo-model: setup
 
 bench: setup
 	$(PY) bench/inference.py
+
+# The kiosk service (as root, on the device): see "Install on a Jetson kiosk" in the README.
+install:
+	scripts/install.sh
+
+uninstall:
+	scripts/uninstall.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
