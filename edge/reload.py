@@ -86,6 +86,7 @@ class ActiveModel:
 
 
 def prepare_model(config: ModelConfig) -> Prepared:
+    """The slow, thread-agnostic part: read and verify the bundle, build a missing engine."""
     source = ModelSource.of(config)
     bundle = load_bundle(source.path)
     prepare_engine(bundle, config.backend, config.precision, config.build_if_missing)
@@ -93,6 +94,7 @@ def prepare_model(config: ModelConfig) -> Prepared:
 
 
 def open_model(prepared: Prepared) -> ActiveModel:
+    """The backend, on the calling thread (the inference thread: it owns the CUDA context)."""
     config = prepared.source.config
     backend, selection = open_backend(
         prepared.bundle, config.backend, config.threads, config.precision, config.build_if_missing
