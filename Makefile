@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-clips test lint bench demo-model clean install uninstall
+.PHONY: setup demo demo-clips test lint docs bench demo-model clean install uninstall
 
 setup:
 	scripts/bootstrap.sh $(VENV)
@@ -22,6 +22,10 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy edge convert calibration
+
+# The README's configuration reference, regenerated from the config schema (edge/config.py).
+docs: setup
+	$(PY) -m edge.cli config-reference --write README.md
 
 demo-model: setup
 	$(PY) -m demo.train --out demo/bundle
