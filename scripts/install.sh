@@ -76,9 +76,14 @@ if [[ $extras == *jetson* && -d /usr/local/cuda ]]; then
     export CUDA_ROOT=/usr/local/cuda PATH="/usr/local/cuda/bin:$PATH"
     export LIBRARY_PATH="/usr/local/cuda/lib64/stubs${LIBRARY_PATH:+:$LIBRARY_PATH}"
 fi
+# JetPack 6 ships NumPy 1.x, and its TensorRT Python bindings were built against it: keep NumPy 1.x.
+constraints=()
+if [[ $extras == *jetson* ]]; then
+    constraints=("numpy<2")
+fi
 extras=${extras:+[$extras]}
 step "asl-edge$extras into $root$venv"
-"$root$venv/bin/python" -m pip install -q --upgrade "${pip_args[@]}" "$package$extras"
+"$root$venv/bin/python" -m pip install -q --upgrade "${pip_args[@]}" "$package$extras" "${constraints[@]}"
 
 install -D -m 0644 "$here/systemd/$unit" "$root/etc/systemd/system/$unit"
 install -D -m 0644 "$here/README.md" "$root/opt/asl-edge/README.md"
