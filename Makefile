@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-clips test lint bench demo-model clean
+.PHONY: setup demo demo-clips test lint docs bench demo-model clean install uninstall
 
 setup:
 	scripts/bootstrap.sh $(VENV)
@@ -23,11 +23,22 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy edge convert calibration
 
+# The README's configuration reference, regenerated from the config schema (edge/config.py).
+docs: setup
+	$(PY) -m edge.cli config-reference --write README.md
+
 demo-model: setup
 	$(PY) -m demo.train --out demo/bundle
 
 bench: setup
 	$(PY) bench/inference.py
+
+# The kiosk service (as root, on the device): see "Install on a Jetson kiosk" in the README.
+install:
+	scripts/install.sh
+
+uninstall:
+	scripts/uninstall.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

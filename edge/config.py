@@ -109,7 +109,11 @@ class MqttConfig:
         30, "MQTT keepalive in seconds (the last will fires after 1.5x)", min=1, max=3600
     )
     username: str = _field("", "MQTT username; empty for anonymous")
-    password_file: str = _field("", "file holding the MQTT password (never the password itself)")
+    password_file: str = _field(
+        "",
+        "file holding the MQTT password (never the password itself); empty: the systemd "
+        "credential mqtt-password ($CREDENTIALS_DIRECTORY) when it exists",
+    )
     tls_ca: str = _field("", "CA certificate file; set it to use TLS")
     tls_cert: str = _field("", "client certificate file for mutual TLS")
     tls_key: str = _field("", "client key file for mutual TLS")
@@ -273,17 +277,23 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     )
 
 
+def find_config_path(path: str | Path | None) -> Path | None:
+    """``path``, or ``$ASL_EDGE_CONFIG``, or /etc/asl-edge/config.toml if present, else None (the
+    defaults)."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
 def load_config(path: str | Path | None) -> Config:
     """The config at ``path``, or ``$ASL_EDGE_CONFIG``, or /etc/asl-edge/config.toml if present,
     else the defaults. Raises ``ConfigError`` naming the first problem."""
+    path = find_config_path(path)
     if path is None:
-        env = os.environ.get(CONFIG_ENV)
-        if env:
-            path = env
-        elif DEFAULT_CONFIG_PATH.is_file():
-            path = DEFAULT_CONFIG_PATH
-        else:
-            return Config()
+        return Config()
     config, problems = read_config(path)
     config = _resolve_paths(config, Path(path).resolve().parent)
     if problems:

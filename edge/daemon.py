@@ -5,7 +5,8 @@ crops each frame once on arrival into a preallocated ring buffer, measures motio
 the segmenter closes; paho's thread handles the network and feedback. SIGTERM/SIGINT set one
 stop event; shutdown then classifies the sign in progress, flushes MQTT and closes the store.
 systemd gets ``READY=1`` once frames flow and ``WATCHDOG=1`` from this loop, so a stuck pipeline
-stops the pings and gets the process restarted.
+stops the pings and gets the process restarted. SIGHUP reloads the model between two frames
+(edge/reload.py).
 """
 
 from __future__ import annotations
@@ -25,17 +26,18 @@ from pathlib import Path
 import numpy as np
 
 from edge.backends.base import Backend
-from edge.backends.select import Selection, open_backend
-from edge.bundle import load_bundle, resolve_bundle_path
+from edge.backends.select import Selection
 from edge.capture import Capture, Frame, SourceSettings
 from edge.clips import ClipKeeper, expire_clips
 from edge.config import Config
 from edge.decode import UNKNOWN_WORD, class_scores, decode
 from edge.errors import ConfigError
 from edge.feedback import handle_feedback
-from edge.mqtt import MqttLink, MqttSettings
+from edge.health import write_health_file
+from edge.mqtt import MqttLink, mqtt_settings
 from edge.preprocess import FrameCropper, frames_to_clip
 from edge.recognize import EvenSampler
+from edge.reload import ModelReloader, open_model, prepare_model
 from edge.ring import FrameRing
 from edge.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings, SlidingWindows
 from edge.store import CLIPS_DIR, PredictionRecord, Store, StoreUsage
@@ -84,18 +86,6 @@ class Latencies:
         }
 
 
-def mqtt_settings(config: Config) -> MqttSettings:
-    """The config's [mqtt] section, with the device-derived defaults filled in."""
-    device = config.device.id
-    return MqttSettings(
-        **{
-            **dataclasses.asdict(config.mqtt),
-            "topic_prefix": config.mqtt.topic_prefix or f"asl/{device}",
-            "client_id": config.mqtt.client_id or f"asl-edge-{device}",
-        }
-    )
-
-
 def segmenter_settings(config: Config) -> SegmenterSettings:
     try:
         return SegmenterSettings(**dataclasses.asdict(config.segmenter))
@@ -106,9 +96,14 @@ def segmenter_settings(config: Config) -> SegmenterSettings:
 class Daemon:
     """Wires capture, segmentation, inference, the store and MQTT for one run."""
 
-    def __init__(self, config: Config, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, config: Config, stop: threading.Event | None = None, config_path: Path | None = None
+    ) -> None:
         self.config = config
+        self.config_path = config_path
         self.stop = stop or threading.Event()
+        self.reload_requested = threading.Event()
+        self._model_reload_error: str | None = None
         self.latencies = Latencies()
         self.predictions = 0
         self.frames_processed = 0
@@ -225,8 +220,9 @@ class Daemon:
         self._maintain(store, now)
         elapsed = max(1e-6, now - self._started)
         stats = capture.stats
-        link.publish(
-            "health",
+        self._publish_health(
+            link,
+            store,
             {
                 "frames_in": stats.frames_in,
                 "frames_dropped": stats.frames_dropped,
@@ -244,9 +240,9 @@ class Daemon:
                 "backend": selection.backend,
                 "backend_reason": selection.reason,
                 "model": self._model_id,
+                "model_reload_error": self._model_reload_error,
                 **self.latencies.percentiles(),
             },
-            qos=0,
         )
 
     def _maintain(self, store: Store, now: float) -> None:
@@ -260,20 +256,20 @@ class Daemon:
             store, Path(storage.state_dir).expanduser() / CLIPS_DIR, self.config.sync.clip_retention_days
         )
 
+    def _publish_health(self, link: MqttLink, store: Store, payload: dict[str, object]) -> None:
+        """To the broker, and to ``<state_dir>/health.json`` for probes that have no broker."""
+        link.publish("health", payload, qos=0)
+        write_health_file(store.path.parent, payload, self.config.health.interval_s)
+
     def run(self) -> int:
         config = self.config
         self.sync = FeedbackSync(config) if config.sync.bucket else None
         state_dir = Path(config.storage.state_dir).expanduser()
         self.clips = ClipKeeper(state_dir / CLIPS_DIR) if config.sync.clips else None
-        bundle = load_bundle(resolve_bundle_path(None, config.model.bundle))
-        self._model_id = bundle.spec.model_id
-        backend, selection = open_backend(
-            bundle,
-            config.model.backend,
-            config.model.threads,
-            config.model.precision,
-            config.model.build_if_missing,
-        )
+        model = open_model(prepare_model(config.model))
+        bundle, backend, selection = model.bundle, model.backend, model.selection
+        self._model_id = model.model_id
+        reloader = ModelReloader(self.config_path, config, model, self.reload_requested)
         store = Store(state_dir)
         link = MqttLink(mqtt_settings(config))
         link.set_feedback_handler(
@@ -300,6 +296,10 @@ class Daemon:
         try:
             for frame in capture.frames(timeout_s=0.5):
                 sd_notify("WATCHDOG=1")
+                if reloader.poll():
+                    backend, selection = reloader.active.backend, reloader.active.selection
+                    ring, cropper = self._adopt(reloader, ring, cropper)
+                    self._health(capture, link, store, selection, force=True)
                 self._health(capture, link, store, selection)
                 if self.stop.is_set():
                     break
@@ -320,6 +320,18 @@ class Daemon:
             store.close()
             backend.close()
         return 0
+
+    def _adopt(
+        self, reloader: ModelReloader, ring: FrameRing, cropper: FrameCropper
+    ) -> tuple[FrameRing, FrameCropper]:
+        """After a reload attempt: the active model's settings and id; a new crop geometry needs a
+        new ring (the sign in progress is lost), the same one keeps it."""
+        self.config = dataclasses.replace(self.config, model=reloader.config.model)
+        self._model_id, self._model_reload_error = reloader.active.model_id, reloader.error
+        preprocessing = reloader.active.bundle.spec.preprocessing
+        if preprocessing == cropper.params:
+            return ring, cropper
+        return FrameRing(len(ring.crops), preprocessing.crop_size), FrameCropper(preprocessing)
 
     def _on_frame(
         self,
@@ -349,13 +361,19 @@ class Daemon:
             time.sleep(0.05)
 
 
-def run_daemon(config: Config) -> int:
+def run_daemon(config: Config, config_path: Path | None = None) -> int:
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
         log.info("signal %d: finishing the sign in progress and stopping", signum)
         stop.set()
 
+    daemon = Daemon(config, stop, config_path)
+
+    def request_reload(_signum: int, _frame: object) -> None:
+        daemon.reload_requested.set()
+
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    return Daemon(config, stop).run()
+    signal.signal(signal.SIGHUP, request_reload)
+    return daemon.run()

@@ -11,8 +11,10 @@ silently.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
+import os
 import ssl
 import threading
 from collections.abc import Callable
@@ -22,11 +24,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edge.config import Config
 from edge.errors import AslEdgeError
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+PASSWORD_CREDENTIAL = "mqtt-password"
 
 
 class MqttError(AslEdgeError):
@@ -71,6 +75,55 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps({"schema": SCHEMA_VERSION, **payload}, ensure_ascii=False).encode("utf-8")
 
 
+def mqtt_settings(config: Config) -> MqttSettings:
+    """The config's [mqtt] section, with the device-derived defaults filled in."""
+    device = config.device.id
+    return MqttSettings(
+        **{
+            **dataclasses.asdict(config.mqtt),
+            "topic_prefix": config.mqtt.topic_prefix or f"asl/{device}",
+            "client_id": config.mqtt.client_id or f"asl-edge-{device}",
+        }
+    )
+
+
+def password_path(settings: MqttSettings) -> Path | None:
+    """Where the password is: ``password_file``, else the systemd credential ``mqtt-password``
+    (``LoadCredential=mqtt-password:...`` puts it in ``$CREDENTIALS_DIRECTORY``), else none."""
+    if settings.password_file:
+        return Path(settings.password_file)
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if directory and (Path(directory) / PASSWORD_CREDENTIAL).is_file():
+        return Path(directory) / PASSWORD_CREDENTIAL
+    return None
+
+
+def new_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
+    """A paho client with the settings' credentials and TLS; the daemon and ``asl-edge status``
+    both connect through it."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    if settings.username:
+        password = None
+        path = password_path(settings)
+        if path is not None:
+            try:
+                password = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise MqttError(f"mqtt.password_file: cannot read {path}: {exc}") from exc
+        client.username_pw_set(settings.username, password)
+    if settings.tls_ca or settings.tls_cert:
+        try:
+            client.tls_set(
+                ca_certs=settings.tls_ca or None,
+                certfile=settings.tls_cert or None,
+                keyfile=settings.tls_key or None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise MqttError(f"mqtt TLS files cannot be used: {exc}") from exc
+    return client
+
+
 class MqttLink:
     """One connection; ``on_feedback(payload)`` runs on paho's thread for each feedback message."""
 
@@ -80,12 +133,9 @@ class MqttLink:
         self._on_feedback = on_feedback
         self._pending: collections.deque[Outgoing] = collections.deque()
         self._lock = threading.Lock()
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, clean_session=True
-        )
+        self._client = new_client(settings, settings.client_id)
         self._client.reconnect_delay_set(*settings.reconnect_s)
         self._client.will_set(self.topic("status"), encode({"state": "offline"}), qos=1, retain=True)
-        self._configure_security()
         self._client.on_connect = self._connected
         self._client.on_disconnect = self._disconnected
         self._client.on_message = self._message
@@ -95,29 +145,6 @@ class MqttLink:
 
     def topic(self, suffix: str) -> str:
         return f"{self.settings.topic_prefix}/{suffix}"
-
-    def _configure_security(self) -> None:
-        settings = self.settings
-        if settings.username:
-            password = None
-            if settings.password_file:
-                try:
-                    password = Path(settings.password_file).read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    raise MqttError(
-                        f"mqtt.password_file: cannot read {settings.password_file}: {exc}"
-                    ) from exc
-            self._client.username_pw_set(settings.username, password)
-        if settings.tls_ca or settings.tls_cert:
-            try:
-                self._client.tls_set(
-                    ca_certs=settings.tls_ca or None,
-                    certfile=settings.tls_cert or None,
-                    keyfile=settings.tls_key or None,
-                    tls_version=ssl.PROTOCOL_TLS_CLIENT,
-                )
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise MqttError(f"mqtt TLS files cannot be used: {exc}") from exc
 
     def start(self) -> None:
         """Connect in the background; the link keeps retrying until ``stop``."""

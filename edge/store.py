@@ -398,10 +398,33 @@ class Store:
         return StoreUsage(round(size / 1e6, 3), max_db_mb)
 
     def counts(self) -> dict[str, int]:
-        [(predictions,)] = self._read("SELECT COUNT(*) FROM predictions")
-        [(feedback, pending)] = self._read("SELECT COUNT(*), COUNT(*) - COUNT(synced_key) FROM feedback")
-        return {"predictions": predictions, "feedback": feedback, "pending_feedback": pending}
+        with self._lock:
+            return _counts(self._db)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _counts(db: sqlite3.Connection) -> dict[str, int]:
+    predictions = db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+    feedback, pending = db.execute("SELECT COUNT(*), COUNT(*) - COUNT(synced_key) FROM feedback").fetchone()
+    return {"predictions": predictions, "feedback": feedback, "pending_feedback": pending}
+
+
+def read_counts(state_dir: Path) -> dict[str, int] | None:
+    """``Store.counts`` through a read-only connection, safe beside a running daemon (WAL readers
+    never block the writer); None when there is no store yet."""
+    path = Path(state_dir) / DB_FILE
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot open the store read-only: {exc}") from exc
+    try:
+        return _counts(db)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot read the store: {exc}") from exc
+    finally:
+        db.close()

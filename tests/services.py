@@ -8,7 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -167,3 +170,22 @@ class SeaweedFS:
                 self.process.kill()
                 self.process.wait()
             self.process = None
+
+
+@contextlib.contextmanager
+def running_daemon(config: Path) -> Iterator[subprocess.Popen[str]]:
+    """``asl-edge run --config CONFIG`` from this checkout, its log on the piped stderr; killed on
+    the way out if the test did not stop it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

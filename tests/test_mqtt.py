@@ -163,6 +163,32 @@ def test_username_with_password_file(tmp_path):
         service.stop()
 
 
+def test_password_from_the_systemd_credential(tmp_path, monkeypatch):
+    passwords = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "kiosk", "s3cret"], check=True)
+    service = Mosquitto(tmp_path, extra=f"password_file {passwords}\n").start()
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    try:
+        anonymous = MqttLink(_settings(service.port, username="kiosk"))
+        anonymous.start()
+        (credentials / "mqtt-password").write_text("s3cret\n")
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+        (tmp_path / "bad").write_text("wrong\n")
+        explicit = MqttLink(_settings(service.port, username="kiosk", password_file=str(tmp_path / "bad")))
+        explicit.start()
+        credential = MqttLink(_settings(service.port, username="kiosk"))
+        credential.start()
+        assert _wait(lambda: credential.stats.connected)
+        time.sleep(0.5)
+        assert not anonymous.stats.connected, "without the credential there is no password"
+        assert not explicit.stats.connected, "an explicit password_file wins over the credential"
+        for link in (anonymous, explicit, credential):
+            link.stop()
+    finally:
+        service.stop()
+
+
 def test_unreadable_password_file_is_a_config_error(tmp_path):
     from edge.mqtt import MqttError
 

@@ -84,3 +84,28 @@ def test_auto_selection_prefers_the_engine(bundle_dir):
     backend, selection = open_backend(load_bundle(bundle_dir), "auto")
     assert selection.backend == "tensorrt"
     backend.close()
+
+
+def test_reload_swap_keeps_the_new_context_current(bundle_dir):
+    """A reload opens the new engine (its CUDA context on top) before closing the old one; the
+    new one must still run, and give what it gave before the old one was closed."""
+    import numpy as np
+
+    from convert.engine import build_engine
+    from edge.backends.tensorrt import TensorRTBackend
+    from edge.bundle import load_bundle
+    from edge.reload import smoke_test
+
+    engine = build_engine(bundle_dir, "fp16")
+    bundle = load_bundle(bundle_dir)
+    clip = np.random.default_rng(3).uniform(-1, 1, bundle.spec.input_shape).astype(np.float32)
+    old = TensorRTBackend(bundle, engine)
+    new = TensorRTBackend(bundle, engine)
+    smoke_test(new)
+    before = new.infer(clip).copy()
+    old.close()
+    np.testing.assert_allclose(new.infer(clip), before, rtol=1e-5, atol=1e-5)
+    failed = TensorRTBackend(bundle, engine)
+    failed.close()
+    np.testing.assert_allclose(new.infer(clip), before, rtol=1e-5, atol=1e-5)
+    new.close()

@@ -7,7 +7,9 @@ not by the garbage collector, so a daemon that reloads a model does not leak dev
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,14 +82,28 @@ class CudaContext:
     def stream_handle(self) -> int:
         return int(self.stream.handle)
 
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """This context on top of the thread's stack for the block. A model reload opens the new
+        backend's context (on top) before the old one is closed, so closing must not assume that
+        its own context is the current one."""
+        self.check_thread()
+        self._context.push()
+        try:
+            yield
+        finally:
+            self._cuda.Context.pop()
+
     def close(self) -> None:
         """Free every buffer and release the context; safe to call twice."""
         if self._context is None:
             return
-        self.check_thread()
-        for buffer in self._buffers:
-            buffer.device.free()
-        self._buffers.clear()
-        self._context.pop()
+        with self.current():
+            for buffer in self._buffers:
+                buffer.device.free()
+            self._buffers.clear()
+            self.stream = None  # destroyed now, while its context is current
+        # Detaching a context that is not current pushes it first (pycuda), so the context a
+        # reload opened since stays current.
         self._context.detach()
         self._context = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from edge.backends.base import Backend
 from edge.bundle import Bundle
@@ -29,9 +30,9 @@ class Selection:
     reason: str
 
 
-def _open_tensorrt(bundle: Bundle, precision: str, build_if_missing: bool) -> tuple[Backend, str] | str:
-    """The TensorRT backend and why, or the reason it cannot be used."""
-    from edge.backends.tensorrt import TensorRTBackend, tensorrt_available
+def _engine_for(bundle: Bundle, precision: str, build_if_missing: bool) -> tuple[Path, str] | str:
+    """This device's engine and why (built now when allowed), or the reason there is none."""
+    from edge.backends.tensorrt import tensorrt_available
     from edge.engines import current_device, select_engine
 
     if not tensorrt_available():
@@ -52,7 +53,25 @@ def _open_tensorrt(bundle: Bundle, precision: str, build_if_missing: bool) -> tu
         log.info("building a %s TensorRT engine for this device (build_if_missing)", wanted or "fp16")
         engine = build_engine(bundle.path, wanted or "fp16")
         reason = f"engine {engine.name}, built at start"
+    return engine, reason
+
+
+def _open_tensorrt(bundle: Bundle, precision: str, build_if_missing: bool) -> tuple[Backend, str] | str:
+    """The TensorRT backend and why, or the reason it cannot be used."""
+    from edge.backends.tensorrt import TensorRTBackend
+
+    found = _engine_for(bundle, precision, build_if_missing)
+    if isinstance(found, str):
+        return found
+    engine, reason = found
     return TensorRTBackend(bundle, engine), reason
+
+
+def prepare_engine(bundle: Bundle, choice: str, precision: str, build_if_missing: bool) -> None:
+    """Build the engine ``open_backend`` would build, ahead of it: the build takes minutes and needs
+    no CUDA context of the inference thread, so a reload runs it on a helper thread."""
+    if choice in ("auto", "tensorrt") and build_if_missing:
+        _engine_for(bundle, precision, build_if_missing)
 
 
 def open_backend(

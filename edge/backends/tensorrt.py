@@ -115,5 +115,6 @@ class TensorRTBackend:
         if self._closed:
             return
         self._closed = True
-        del self._context, self._engine
+        with self._cuda.current():
+            del self._context, self._engine
         self._cuda.close()

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Installs asl-edge as a systemd service on a Jetson (JetPack 6) or any Debian/Ubuntu machine:
+# the apt packages of requirements/jetson-apt.txt, the asl-edge system user (group video), a
+# virtualenv at /opt/asl-edge/venv that sees the system's TensorRT and GStreamer bindings, the unit,
+# a config at /etc/asl-edge/config.toml (an existing one is kept), empty credential files, and then
+# enables and (re)starts the service. Run it again to upgrade.
+#
+# Usage: sudo scripts/install.sh [--no-apt] [--no-user] [--no-systemd] [--print-apt-packages]
+# Environment:
+#   ASL_EDGE_ROOT      install under this directory instead of / (a staging root, e.g. for tests);
+#                      the virtualenv only runs from the path it was created at
+#   ASL_EDGE_PYTHON    interpreter for the virtualenv (default python3)
+#   ASL_EDGE_EXTRAS    pip extras, e.g. jetson (default: jetson where /etc/nv_tegra_release exists or
+#                      tensorrt imports, else none)
+#   ASL_EDGE_PACKAGE   what pip installs (default: this source tree; a built wheel works too)
+#   ASL_EDGE_PIP_ARGS  extra arguments for pip install (e.g. --no-deps offline)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+root=${ASL_EDGE_ROOT:-}
+root=${root%/}
+python=${ASL_EDGE_PYTHON:-python3}
+package=${ASL_EDGE_PACKAGE:-$here}
+read -r -a pip_args <<< "${ASL_EDGE_PIP_ARGS:-}"
+venv=/opt/asl-edge/venv
+unit=asl-edge.service
+
+apt_packages() {
+    sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$here/requirements/jetson-apt.txt"
+}
+
+use_apt=1 use_user=1 use_systemd=1
+for arg in "$@"; do
+    case $arg in
+        --no-apt) use_apt=0 ;;
+        --no-user) use_user=0 ;;
+        --no-systemd) use_systemd=0 ;;
+        --print-apt-packages) apt_packages; exit 0 ;;
+        -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+        *) echo "install: unknown option '$arg' (see --help)" >&2; exit 2 ;;
+    esac
+done
+if [[ -z $root && $(id -u) -ne 0 ]]; then
+    echo "install: run as root (sudo $0), or set ASL_EDGE_ROOT to stage into a directory" >&2
+    exit 2
+fi
+step() { echo "install: $*"; }
+
+if ((use_apt)); then
+    mapfile -t packages < <(apt_packages)
+    step "apt packages: ${packages[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
+fi
+
+if ((use_user)); then
+    install -D -m 0644 "$here/systemd/asl-edge.sysusers" "$root/etc/sysusers.d/asl-edge.conf"
+    step "system user asl-edge (group video)"
+    systemd-sysusers --root="${root:-/}" "$root/etc/sysusers.d/asl-edge.conf"
+fi
+
+# --system-site-packages: JetPack's tensorrt and the system's gi (GStreamer) are apt packages.
+if [[ ! -x $root$venv/bin/python ]]; then
+    step "virtualenv $root$venv"
+    "$python" -m venv --system-site-packages "$root$venv"
+fi
+extras=${ASL_EDGE_EXTRAS-auto}
+if [[ $extras == auto ]]; then
+    extras=""
+    if [[ -f /etc/nv_tegra_release ]] || "$root$venv/bin/python" -c "import tensorrt" 2> /dev/null; then
+        extras=jetson
+    fi
+fi
+# pycuda (the jetson extra) compiles against the device's CUDA; it links libcuda through the
+# toolkit's stub, and the driver's libcuda.so.1 is found at run time.
+if [[ $extras == *jetson* && -d /usr/local/cuda ]]; then
+    export CUDA_ROOT=/usr/local/cuda PATH="/usr/local/cuda/bin:$PATH"
+    export LIBRARY_PATH="/usr/local/cuda/lib64/stubs${LIBRARY_PATH:+:$LIBRARY_PATH}"
+fi
+# JetPack 6 ships NumPy 1.x, and its TensorRT Python bindings were built against it: keep NumPy 1.x.
+constraints=()
+if [[ $extras == *jetson* ]]; then
+    constraints=("numpy<2")
+fi
+extras=${extras:+[$extras]}
+step "asl-edge$extras into $root$venv"
+"$root$venv/bin/python" -m pip install -q --upgrade "${pip_args[@]}" "$package$extras" "${constraints[@]}"
+
+install -D -m 0644 "$here/systemd/$unit" "$root/etc/systemd/system/$unit"
+install -D -m 0644 "$here/README.md" "$root/opt/asl-edge/README.md"
+install -d -m 0755 "$root/etc/asl-edge"
+if [[ -e $root/etc/asl-edge/config.toml ]]; then
+    step "kept the existing $root/etc/asl-edge/config.toml"
+else
+    install -m 0644 "$here/config.kiosk.toml" "$root/etc/asl-edge/config.toml"
+    step "config $root/etc/asl-edge/config.toml (edit [device] id and [source] uri)"
+fi
+# The unit loads both files as credentials; systemd refuses to start it when one is missing.
+install -d -m 0700 "$root/etc/asl-edge/credentials"
+for credential in mqtt-password s3-credentials; do
+    [[ -e $root/etc/asl-edge/credentials/$credential ]] ||
+        install -m 0600 /dev/null "$root/etc/asl-edge/credentials/$credential"
+done
+
+if ((!use_systemd)); then
+    step "skipped systemctl (--no-systemd); enable with: systemctl enable --now $unit"
+elif [[ -z $root && -d /run/systemd/system ]]; then
+    systemctl daemon-reload
+    systemctl enable "$unit"
+    systemctl restart "$unit"
+    step "$unit enabled and started; follow it with: journalctl -u asl-edge -f"
+else
+    systemctl --root="${root:-/}" enable "$unit"
+    step "systemd is not running here (a container or a staging root): $unit is enabled for the" \
+        "next boot, not started"
+fi
