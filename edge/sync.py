@@ -191,12 +191,22 @@ def render_batch(
 
 
 def credentials_path(configured: str) -> Path | None:
-    """``[sync] credentials_file``, else the systemd credential, else None (the AWS chain)."""
+    """``[sync] credentials_file``, else the systemd credential, else None (the AWS chain).
+
+    The installer creates the systemd credential empty (systemd refuses a missing one), so an
+    empty credential means "not given" and the AWS chain applies.
+    """
     if configured:
         return Path(configured)
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if directory and (Path(directory) / SYSTEMD_CREDENTIAL).is_file():
-        return Path(directory) / SYSTEMD_CREDENTIAL
+    credential = Path(directory) / SYSTEMD_CREDENTIAL if directory else None
+    try:
+        if credential is not None and credential.read_text(encoding="utf-8").strip():
+            return credential
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        return credential  # unreadable: read_credentials says so
     return None
 
 

@@ -371,8 +371,13 @@ def test_the_systemd_credential_is_used_when_no_file_is_configured(s3, bucket, t
     write_backlog(tmp_path / "state", 3)
     assert main(["sync", "--config", str(config)]) == 0
     assert len(_csv_rows(_objects(s3, bucket))) == 3
-    (credentials / "s3-credentials").unlink()
+    (credentials / "s3-credentials").write_text("\n", encoding="utf-8")  # as the installer leaves it
     write_backlog(tmp_path / "state", 1, seed=1)
+    assert main(["sync", "--config", str(config)]) == 1
+    assert "Unable to locate credentials" in capsys.readouterr().err, (
+        "an empty credential means the AWS chain"
+    )
+    (credentials / "s3-credentials").unlink()
     assert main(["sync", "--config", str(config)]) == 1
     assert "Unable to locate credentials" in capsys.readouterr().err
 
