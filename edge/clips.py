@@ -22,6 +22,7 @@ import numpy as np
 from edge.store import Store
 
 log = logging.getLogger(__name__)
+
 REMEMBERED_PREDICTIONS = 4  # about 4.8 MB each at T=32, 224x224
 
 

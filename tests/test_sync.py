@@ -8,6 +8,7 @@ import fcntl
 import hashlib
 import io
 import itertools
+import json
 import logging
 import os
 import random
@@ -58,7 +59,7 @@ def _config(folder: Path, s3: SeaweedFS, bucket: str, **sync: object) -> Path:
         "credentials_file": "s3-credentials",
         **sync,
     }
-    lines = "\n".join(f"{key} = {value!r}".replace("'", '"') for key, value in settings.items())
+    lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
     path = folder / "config.toml"
     path.write_text(
         f'[device]\nid = "kiosk-9"\n[storage]\nstate_dir = "state"\n[sync]\n{lines}\n', encoding="utf-8"
