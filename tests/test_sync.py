@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -445,3 +446,21 @@ def test_a_refused_upload_fails_at_once_and_a_held_lock_is_waited_for_then_repor
         assert main(["sync", "--config", str(config), "--wait-s", "0.5"]) == 1
         assert 0.5 <= time.monotonic() - started < 2
     assert "another sync pass holds" in capsys.readouterr().err
+
+
+def test_stopping_the_timer_never_waits_for_a_hanging_upload(s3, tmp_path):
+    """A server that accepts the connection and never answers: stop() still returns at once."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        config = _config(tmp_path, s3, "hangs")
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        config.write_text(config.read_text().replace(s3.endpoint_url, endpoint), encoding="utf-8")
+        write_backlog(tmp_path / "state", 1)
+        sync = FeedbackSync(load_config(config))
+        sync.start()
+        time.sleep(1.0)
+        assert sync.health() == {"sync_last_success": None, "sync_last_error": None}, "still uploading"
+        started = time.monotonic()
+        sync.stop()
+        assert time.monotonic() - started < 2.0
