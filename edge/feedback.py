@@ -13,6 +13,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import cv2
+
+from edge.clips import ClipKeeper
 from edge.store import Store, StoreError, UnknownPrediction
 
 log = logging.getLogger(__name__)
@@ -21,7 +24,7 @@ MAX_PAYLOAD_BYTES = 4096
 MAX_LABEL_CHARS = 64
 SCHEMA_VERSION = 1
 _PREDICTION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_KNOWN_KEYS = {"schema", "prediction_id", "correct", "label"}
+_KNOWN_KEYS = {"schema", "prediction_id", "correct", "label", "consent"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Feedback:
     prediction_id: str
     correct: bool
     label: str | None
+    consent: bool = False
 
 
 class FeedbackRejected(ValueError):
@@ -74,10 +78,24 @@ def parse_feedback(payload: bytes) -> Feedback:
             raise FeedbackRejected(f"label must be 1-{MAX_LABEL_CHARS} characters")
         if not _label_ok(label):
             raise FeedbackRejected("label may hold letters, digits, spaces and - ' . , / only")
-    return Feedback(prediction_id, correct, label)
+    consent = data.get("consent", False)
+    if not isinstance(consent, bool):
+        raise FeedbackRejected("consent must be true or false")
+    return Feedback(prediction_id, correct, label, consent)
 
 
-def handle_feedback(payload: bytes, store: Store) -> dict[str, object]:
+def _consented_clip(feedback: Feedback, clips: ClipKeeper | None) -> str | None:
+    """Write the sign's clip when clips are on, the word was wrong and the user consented."""
+    if clips is None or feedback.correct or not feedback.consent:
+        return None
+    try:
+        return clips.write(feedback.prediction_id)
+    except (OSError, cv2.error) as exc:
+        log.warning("the clip of %s was not kept: %s", feedback.prediction_id, exc)
+        return None
+
+
+def handle_feedback(payload: bytes, store: Store, clips: ClipKeeper | None = None) -> dict[str, object]:
     """Validate, store durably, and return the acknowledgement (or rejection) to publish.
 
     The acknowledgement carries the stored record with the predicted word, so fleet subscribers
@@ -85,7 +103,13 @@ def handle_feedback(payload: bytes, store: Store) -> dict[str, object]:
     """
     try:
         feedback = parse_feedback(payload)
-        record = store.add_feedback(feedback.prediction_id, feedback.correct, feedback.label)
+        clip_file = _consented_clip(feedback, clips)
+        try:
+            record = store.add_feedback(feedback.prediction_id, feedback.correct, feedback.label, clip_file)
+        except StoreError:
+            if clips is not None and clip_file is not None:
+                (clips.folder / clip_file).unlink(missing_ok=True)
+            raise
     except FeedbackRejected as exc:
         log.warning("feedback rejected: %s", exc)
         return {"status": "rejected", "reason": str(exc)}

@@ -22,8 +22,9 @@ def test_reference_names_every_section_and_key_with_type_default_and_doc():
     reference = render_reference()
     for section in dataclasses.fields(Config):
         assert f"### `[{section.name}]`" in reference
+        table = reference.split(f"### `[{section.name}]`")[1].split("### ")[0]
         for item in dataclasses.fields(section.default_factory()):
-            row = next(line for line in reference.splitlines() if line.startswith(f"| `{item.name}` |"))
+            row = next(line for line in table.splitlines() if line.startswith(f"| `{item.name}` |"))
             assert item.metadata["doc"].replace("|", "\\|") in row
             assert f"| {type(item.default).__name__} |" in row
     assert '| `backend` | str | `"auto"` |' in reference

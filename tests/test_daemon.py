@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge.cli import main
-from tests.services import Mosquitto
+from tests.services import Mosquitto, SeaweedFS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,6 +100,15 @@ def _run(config: Path) -> subprocess.Popen:
     )
 
 
+def _terminate_promptly(process: subprocess.Popen, within_s: float = 8.0) -> None:
+    """SIGTERM: the daemon finishes the sign in progress, flushes and exits 0 in time."""
+    stopped_at = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=15)
+    assert process.returncode == 0, err[-2000:]
+    assert time.monotonic() - stopped_at < within_s
+
+
 def test_sentence_video_words_arrive_in_order(sentences, broker, tmp_path):
     folder, entries = sentences
     subscriber = Subscriber(broker.port, "asl/kiosk-test/prediction")
@@ -151,11 +160,7 @@ def test_feedback_and_sigterm_mid_sign(sentences, broker, tmp_path):
         assert acks[0]["feedback"]["predicted_word"] == prediction["word"]
         assert acks[1]["status"] == "rejected"
         time.sleep(max(0.0, first_end - 1.0))  # somewhere inside a later sign of the looping video
-        stopped_at = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=15)
-        assert process.returncode == 0, err[-2000:]
-        assert time.monotonic() - stopped_at < 8
+        _terminate_promptly(process)
     finally:
         if process.poll() is None:
             process.kill()
@@ -253,3 +258,70 @@ def test_sliding_mode_publishes_stable_words(sentences, broker, tmp_path):
     found = sum(1 for word in expected if word in words)
     assert found >= len(expected) - 1, (expected, words)
     assert len(words) <= 2 * len(expected), (expected, words)
+
+
+def test_feedback_reaches_the_bucket_while_the_daemon_runs(sentences, broker, tmp_path):
+    folder, entries = sentences
+    s3 = SeaweedFS(tmp_path / "seaweedfs").start()
+    try:
+        s3.client().create_bucket(Bucket="fleet")
+        config = _config(tmp_path, folder / entries[0]["file"], broker.port, loop=True)
+        config.write_text(
+            config.read_text() + f'[sync]\nbucket = "fleet"\nendpoint_url = "{s3.endpoint_url}"\n'
+            f'credentials_file = "{s3.write_credentials(tmp_path / "s3-credentials")}"\n'
+            "interval_s = 1.0\nclips = true\n",
+            encoding="utf-8",
+        )
+        subscriber = Subscriber(broker.port, "asl/kiosk-test/#")
+        process = _run(config)
+        try:
+            prediction, synced, acked = None, None, False
+            deadline = time.monotonic() + 40
+            while synced is None and time.monotonic() < deadline:
+                topic, payload, _ = subscriber.messages.get(timeout=30)
+                if topic.endswith("/prediction") and prediction is None:
+                    prediction = payload
+                    subscriber.client.publish(
+                        "asl/kiosk-test/feedback",
+                        json.dumps(
+                            {
+                                "prediction_id": prediction["id"],
+                                "correct": False,
+                                "label": "-1",
+                                "consent": True,
+                            }
+                        ),
+                        qos=1,
+                    )
+                elif topic.endswith("/feedback/ack"):
+                    assert payload["status"] == "stored"
+                    acked = True
+                elif topic.endswith("/health") and acked and payload["sync_backlog"] == 0:
+                    synced = payload
+            _terminate_promptly(process)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            subscriber.close()
+        assert synced is not None, "no health message reported the feedback synced"
+        assert synced["sync_last_error"] is None
+        assert synced["sync_last_success"] > time.time() - 60
+        assert 0 < synced["db_mb"] < 1
+        assert synced["db_near_budget"] is False
+        client = s3.client()
+        clip = f"asl-feedback/clips/device=kiosk-test/{prediction['id']}.mp4"
+        [key] = [
+            item["Key"] for item in client.list_objects_v2(Bucket="fleet")["Contents"] if item["Key"] != clip
+        ]
+        assert key.startswith("asl-feedback/device=kiosk-test/date=")
+        assert client.head_object(Bucket="fleet", Key=clip)["ContentLength"] > 1000
+        assert list((tmp_path / "state" / "clips").iterdir()) == []
+        body = client.get_object(Bucket="fleet", Key=key)["Body"].read().decode()
+        header, row = body.splitlines()[:2]
+        assert header.startswith("feedback_id,prediction_id,device_id,")
+        assert f"1,{prediction['id']},kiosk-test," in row
+        assert ",false,'-1," in row
+        assert row.endswith(f",{prediction['model']},onnxruntime,{clip}")
+    finally:
+        s3.stop()

@@ -1,11 +1,22 @@
-"""The SQLite store: durable feedback tied to real predictions, and sync marks."""
+"""The SQLite store: durable feedback tied to real predictions, write-ahead sync batches, schema
+migration, retention and the disk budget."""
 
+import logging
 import sqlite3
 import threading
+import time
 
 import pytest
 
-from edge.store import DB_FILE, PredictionRecord, Store, StoreError, UnknownPrediction
+from edge.store import (
+    DB_FILE,
+    SCHEMA_VERSION,
+    PredictionRecord,
+    Store,
+    StoreError,
+    SyncBatch,
+    UnknownPrediction,
+)
 
 
 def _prediction(index: int) -> PredictionRecord:
@@ -21,8 +32,8 @@ def test_feedback_survives_a_reopen_and_carries_the_predicted_word(tmp_path):
     assert (record.predicted_word, record.label, record.correct) == ("book", "drink", False)
     store.close()
     reopened = Store(tmp_path)
-    [row] = reopened.unsynced_feedback()
-    assert (row.id, row.prediction_id, row.label) == (record.id, "p-1", "drink")
+    [row] = reopened.sync_rows()
+    assert (row.feedback_id, row.prediction_id, row.label, row.correct) == (record.id, "p-1", "drink", False)
     assert reopened.counts() == {"predictions": 1, "feedback": 1, "pending_feedback": 1}
     journal = sqlite3.connect(tmp_path / DB_FILE).execute("PRAGMA journal_mode").fetchone()[0]
     assert journal == "wal"
@@ -38,15 +49,112 @@ def test_unknown_prediction_and_duplicate_ids_are_refused(tmp_path):
     assert store.counts()["feedback"] == 0
 
 
-def test_sync_marks_are_idempotent_and_keep_the_first_key(tmp_path):
+def _batch(key: str, first_id: int, last_id: int, rows: int) -> SyncBatch:
+    return SyncBatch(key, first_id, last_id, rows, 100, "sum", time.time())
+
+
+def test_batches_are_planned_before_upload_and_confirmed_after(tmp_path):
     store = Store(tmp_path)
     store.add_prediction(_prediction(1))
     ids = [store.add_feedback("p-1", True, None).id for _ in range(5)]
-    assert [r.id for r in store.unsynced_feedback(limit=3)] == ids[:3]
-    assert store.mark_synced(ids[:3], "batch-a") == 3
-    assert store.mark_synced(ids[:3], "batch-b") == 0
-    assert [r.id for r in store.unsynced_feedback()] == ids[3:]
+    assert [r.feedback_id for r in store.sync_rows(page_rows=2)] == ids
+    store.plan_batch(_batch("a", ids[0], ids[2], 3))
+    assert [r.feedback_id for r in store.sync_rows()] == ids[3:]
+    assert [r.feedback_id for r in store.sync_rows("a")] == ids[:3]
+    assert [b.key for b in store.pending_batches()] == ["a"]
+    assert store.counts()["pending_feedback"] == 5
+    with pytest.raises(StoreError, match="1 rows to assign, expected 2"):
+        store.plan_batch(_batch("stale", ids[2], ids[3], 2))
+    assert [b.key for b in store.pending_batches()] == ["a"]
+    assert store.confirm_batch("a", time.time()) == 3
+    assert store.confirm_batch("a", time.time()) == 0
+    assert store.pending_batches() == []
     assert store.counts()["pending_feedback"] == 2
+    new = store.add_feedback("p-1", False, "x").id
+    assert [r.feedback_id for r in store.sync_rows()] == [*ids[3:], new]
+
+
+def test_a_version_1_database_is_migrated_keeping_every_row(tmp_path, caplog):
+    v1 = sqlite3.connect(tmp_path / DB_FILE)
+    v1.executescript(
+        """
+        CREATE TABLE predictions (id TEXT PRIMARY KEY, created_at REAL NOT NULL, word TEXT NOT NULL,
+            confidence REAL NOT NULL, top_k TEXT NOT NULL, start_s REAL, end_s REAL, latency_ms REAL,
+            model_id TEXT NOT NULL);
+        CREATE TABLE feedback (id INTEGER PRIMARY KEY AUTOINCREMENT,
+            prediction_id TEXT NOT NULL REFERENCES predictions(id), received_at REAL NOT NULL,
+            correct INTEGER NOT NULL, label TEXT, predicted_word TEXT NOT NULL, synced_key TEXT);
+        CREATE INDEX feedback_unsynced ON feedback(id) WHERE synced_key IS NULL;
+        INSERT INTO predictions VALUES ('p-1', 1.0, 'book', 0.9, '[]', 0.1, 0.9, 12.5, 'm1');
+        INSERT INTO predictions VALUES ('p-2', 2.0, 'drink', 0.5, '[]', NULL, NULL, NULL, 'm1');
+        INSERT INTO feedback VALUES (1, 'p-1', 3.0, 0, 'drink', 'book', NULL);
+        INSERT INTO feedback VALUES (2, 'p-2', 4.0, 1, NULL, 'drink', 'old-key');
+        PRAGMA user_version=1;
+        """
+    )
+    v1.close()
+    with caplog.at_level(logging.INFO, logger="edge.store"):
+        store = Store(tmp_path)
+    assert "from schema 1 to 2" in caplog.text
+    assert store.counts() == {"predictions": 2, "feedback": 2, "pending_feedback": 1}
+    [row] = store.sync_rows()
+    assert (row.feedback_id, row.predicted_at, row.label, row.model_id, row.backend) == (
+        1,
+        1.0,
+        "drink",
+        "m1",
+        "",
+    )
+    store.add_prediction(PredictionRecord("p-3", "go", 0.7, [], "m2", backend="onnxruntime"))
+    assert store.add_feedback("p-3", True, None).id == 3
+    store.close()
+    db = sqlite3.connect(tmp_path / DB_FILE)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("SELECT backend FROM predictions WHERE id = 'p-3'").fetchone() == ("onnxruntime",)
+
+
+def test_retention_prunes_old_predictions_without_feedback_only(tmp_path):
+    store = Store(tmp_path)
+    day = 86400.0
+    now = time.time()
+    for index, age_days in enumerate([40, 40, 10]):
+        store.add_prediction(
+            PredictionRecord(f"p-{index}", "book", 0.9, [], "m", created_at=now - age_days * day)
+        )
+    store.add_feedback("p-0", False, "drink")
+    assert store.prune(30, now) == 1
+    assert store.prediction_word("p-1") is None
+    assert store.prediction_word("p-0") == "book"
+    assert store.prediction_word("p-2") == "book"
+    assert store.counts() == {"predictions": 2, "feedback": 1, "pending_feedback": 1}
+
+
+def test_the_disk_budget_warns_near_its_limit(tmp_path, caplog):
+    store = Store(tmp_path)
+    for index in range(200):
+        store.add_prediction(PredictionRecord(f"p-{index}", "w" * 500, 0.9, [], "m"))
+    size_mb = store.usage(1.0).db_mb
+    assert size_mb > 0.05
+    with caplog.at_level(logging.WARNING, logger="edge.store"):
+        assert not store.maintain(30, size_mb / 0.8).near_budget
+        assert caplog.text == ""
+        usage = store.maintain(30, size_mb / 0.95)
+    assert usage.near_budget
+    assert "max_db_mb" in caplog.text
+
+
+def test_a_second_connection_waits_for_the_write_lock(tmp_path):
+    first, second = Store(tmp_path), Store(tmp_path)
+    first.add_prediction(_prediction(1))
+    holder = sqlite3.connect(tmp_path / DB_FILE, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    started = time.monotonic()
+    second.add_feedback("p-1", True, None)
+    assert time.monotonic() - started >= 0.4
+    release.join()
+    assert first.counts()["feedback"] == 1
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):
