@@ -220,6 +220,7 @@ class Daemon:
         self._maintain(store, now)
         elapsed = max(1e-6, now - self._started)
         stats = capture.stats
+        backlog = store.counts()["pending_feedback"]
         self._publish_health(
             link,
             store,
@@ -233,7 +234,9 @@ class Daemon:
                 "predictions": self.predictions,
                 "mqtt_dropped": link.stats.dropped,
                 "mqtt_pending": link.pending,
-                "sync_backlog": store.counts()["pending_feedback"],
+                # pending_feedback since the first health schema; sync_backlog beside the sync fields.
+                "pending_feedback": backlog,
+                "sync_backlog": backlog,
                 **(self.sync.health() if self.sync else {"sync_last_success": None, "sync_last_error": None}),
                 "db_mb": self._store_usage.db_mb if self._store_usage else None,
                 "db_near_budget": self._store_usage.near_budget if self._store_usage else None,

@@ -238,6 +238,7 @@ def test_failing_camera_is_restarted_and_reported(broker, tmp_path):
     assert health["capture_error"]
     assert health["frames_in"] == 0
     assert health["model"].startswith("demo_i3d-")
+    assert health["pending_feedback"] == health["sync_backlog"] == 0
     assert health["backend"] == "onnxruntime"
     assert process.returncode == 0, err[-2000:]
 
