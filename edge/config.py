@@ -58,6 +58,13 @@ class ModelConfig:
         0.0, "probability below which a sign is reported as 'unknown'", min=0.0, max=1.0
     )
     combine: str = _field("mean", "how scores over time are combined", choices=("mean", "max"))
+    watch_s: float = _field(
+        10.0,
+        "seconds between checks of the config file and bundle on disk; a change that holds for two "
+        "checks reloads the model (0: off)",
+        min=0.0,
+        max=3600.0,
+    )
 
 
 @dataclass(frozen=True)

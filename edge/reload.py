@@ -1,13 +1,15 @@
-"""Model updates without downtime: ``asl-edge run`` reloads its model on SIGHUP.
+"""Model updates without downtime: ``asl-edge run`` reloads its model on SIGHUP, or when the
+config file or the bundle's files change on disk (``[model] watch_s``).
 
-The signal handler only sets an event. A helper thread then re-reads the config file and, when the
-``[model]`` section or the bundle's files changed (a re-pointed ``bundle``, a re-converted model, a
-new engine), loads and checks the new bundle and builds its TensorRT engine when
-``build_if_missing`` asks for one, while the old model keeps recognizing. The inference thread
-opens the new backend (its CUDA context must be that thread's), runs a smoke inference and swaps
-it in between two frames, closing the old one after. Any failure keeps the old model and is kept
-in ``error`` for the health message. Other sections are never half-applied: their changes are
-logged as needing a restart.
+The signal handler only sets an event; so does the watch, once a change has held for two checks
+(a bundle still being copied is not loaded half-way). A helper thread then re-reads the config
+file and, when the ``[model]`` section or the bundle's files changed (a re-pointed ``bundle``, a
+re-converted model, a new engine), loads and checks the new bundle and builds its TensorRT engine
+when ``build_if_missing`` asks for one, while the old model keeps recognizing. The inference
+thread opens the new backend (its CUDA context must be that thread's), runs a smoke inference and
+swaps it in between two frames, closing the old one after. Any failure keeps the old model and is
+kept in ``error`` for the health message. Other sections are never half-applied: their changes
+are logged as needing a restart.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import dataclasses
 import logging
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,11 +89,12 @@ class ActiveModel:
 
 
 def prepare_model(config: ModelConfig) -> Prepared:
-    """The slow, thread-agnostic part: read and verify the bundle, build a missing engine."""
-    source = ModelSource.of(config)
-    bundle = load_bundle(source.path)
+    """The slow, thread-agnostic part: read and verify the bundle, build a missing engine. The
+    bundle's files are taken after the build, so a new engine is not mistaken for a change."""
+    path = resolve_bundle_path(None, config.bundle).resolve()
+    bundle = load_bundle(path)
     prepare_engine(bundle, config.backend, config.precision, config.build_if_missing)
-    return Prepared(source, bundle)
+    return Prepared(ModelSource(config, path, bundle_files(path)), bundle)
 
 
 def open_model(prepared: Prepared) -> ActiveModel:
@@ -128,12 +132,45 @@ class ModelReloader:
         self._requested = requested
         self._worker: threading.Thread | None = None
         self._outcome: Prepared | str | None = None
+        self._settled = self._on_disk()
+        self._changed: object = None
+        self._watched_at = time.monotonic()
+
+    def _on_disk(self) -> tuple[object, ...]:
+        """The config file's and the active bundle's stamps, as the watch compares them."""
+        config_stamp = None
+        if self.config_path is not None:
+            try:
+                info = self.config_path.stat()
+                config_stamp = (info.st_size, info.st_mtime_ns)
+            except OSError:
+                pass
+        return (config_stamp, bundle_files(self.active.source.path))
+
+    def _watch(self) -> None:
+        """Every ``watch_s``: a change since the last attempt that holds for two checks requests a
+        reload; until it holds (a copy in progress) the watch waits."""
+        interval_s = self.config.model.watch_s
+        now = time.monotonic()
+        if not interval_s or now - self._watched_at < interval_s:
+            return
+        self._watched_at = now
+        stamp = self._on_disk()
+        if stamp == self._settled:
+            self._changed = None
+        elif stamp != self._changed:
+            self._changed = stamp
+        else:
+            log.info("reload: the config file or the bundle changed on disk")
+            self._requested.set()
 
     def poll(self) -> bool:
         """Start a requested reload, or finish a prepared one; True when an attempt just ended."""
         if self._worker is None:
+            self._watch()
             if self._requested.is_set():
                 self._requested.clear()
+                self._settled, self._changed = self._on_disk(), None
                 log.info("reload requested: re-reading %s", self.config_path or "the defaults")
                 self._worker = threading.Thread(target=self._prepare, name="model-reload", daemon=True)
                 self._worker.start()
@@ -189,6 +226,7 @@ class ModelReloader:
             return
         previous, self.active = self.active, candidate
         self.config = dataclasses.replace(self.config, model=candidate.source.config)
+        self._settled = (self._settled[0], candidate.source.files)
         previous.backend.close()
         self.error = None
         log.info(

@@ -64,10 +64,12 @@ def messages(broker):
     subscriber.close()
 
 
-def _write_config(path: Path, port: int, bundle: str, health_interval_s: float = 60.0) -> None:
+def _write_config(
+    path: Path, port: int, bundle: str, health_interval_s: float = 60.0, watch_s: float = 0.0
+) -> None:
     # A long health interval: after the first one, each health message is a reload's report.
     path.write_text(
-        f'[device]\nid = "kiosk-reload"\n[model]\nbundle = "{bundle}"\n'
+        f'[device]\nid = "kiosk-reload"\n[model]\nbundle = "{bundle}"\nwatch_s = {watch_s}\n'
         f'[source]\nuri = "test://"\nfps = 15\n[segmenter]\nmax_sign_s = 1.0\n[mqtt]\nport = {port}\n'
         f'[storage]\nstate_dir = "state"\n[health]\ninterval_s = {health_interval_s}\n',
         encoding="utf-8",
@@ -161,3 +163,27 @@ def test_sighup_swaps_the_model_and_keeps_the_old_one_when_the_new_one_is_broken
     assert daemon.returncode == 0, err[-2000:]
     assert "[health] changed; only [model] is reloaded" in err
     assert err.count("reload failed, keeping") == 5
+
+
+def test_a_bundle_replaced_on_disk_or_a_re_pointed_config_reloads_without_a_signal(
+    broker, messages, tmp_path, tiny_bundle
+):
+    demo_id, tiny_id = _manifest_id(DEMO_BUNDLE), _manifest_id(tiny_bundle)
+    current = shutil.copytree(DEMO_BUNDLE, tmp_path / "current")
+    shutil.copytree(DEMO_BUNDLE, tmp_path / "other")
+    config = tmp_path / "config.toml"
+    _write_config(config, broker.port, "current", watch_s=0.2)
+    with running_daemon(config) as daemon:
+        assert messages.next("health")["model"] == demo_id
+        shutil.rmtree(current)
+        shutil.copytree(tiny_bundle, current)
+        health = messages.next("health")
+        assert (health["model"], health["model_reload_error"]) == (tiny_id, None)
+        _write_config(config, broker.port, "other", watch_s=0.2)
+        health = messages.next("health")
+        assert (health["model"], health["model_reload_error"]) == (demo_id, None)
+        time.sleep(1.0)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=15)
+    assert daemon.returncode == 0, err[-2000:]
+    assert err.count("changed on disk") == 2, "each change reloads once, and a settled one never again"
