@@ -276,3 +276,14 @@ def test_docker_entrypoint_is_the_run_command():
     args = build_parser().parse_args(argv[1:])
     assert args.command == "run"
     assert Path(args.config) == DEFAULT_CONFIG_PATH
+
+
+def test_docker_healthcheck_is_the_status_liveness_probe():
+    dockerfile = (ROOT / "Dockerfile.jetson").read_text(encoding="utf-8")
+    healthcheck = re.search(r"^HEALTHCHECK [^\n]*\\\n\s*CMD (\[.*\])$", dockerfile, re.M)
+    assert healthcheck
+    argv = json.loads(healthcheck.group(1))
+    assert argv[0] == "asl-edge"
+    args = build_parser().parse_args(argv[1:])
+    assert (args.command, args.check) == ("status", True)
+    assert Path(args.config) == DEFAULT_CONFIG_PATH
