@@ -14,7 +14,6 @@ import collections
 import dataclasses
 import json
 import logging
-import os
 import ssl
 import threading
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edge.config import Config
+from edge.credentials import systemd_credential
 from edge.errors import AslEdgeError
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,7 @@ def password_path(settings: MqttSettings) -> Path | None:
     (``LoadCredential=mqtt-password:...`` puts it in ``$CREDENTIALS_DIRECTORY``), else none."""
     if settings.password_file:
         return Path(settings.password_file)
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if directory and (Path(directory) / PASSWORD_CREDENTIAL).is_file():
-        return Path(directory) / PASSWORD_CREDENTIAL
-    return None
+    return systemd_credential(PASSWORD_CREDENTIAL)
 
 
 def new_client(settings: MqttSettings, client_id: str) -> mqtt.Client:

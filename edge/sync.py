@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import Config, SyncConfig
+from edge.credentials import systemd_credential
 from edge.errors import AslEdgeError
 from edge.store import CLIPS_DIR, Store, StoreError, SyncBatch, SyncRow
 
@@ -191,23 +192,10 @@ def render_batch(
 
 
 def credentials_path(configured: str) -> Path | None:
-    """``[sync] credentials_file``, else the systemd credential, else None (the AWS chain).
-
-    The installer creates the systemd credential empty (systemd refuses a missing one), so an
-    empty credential means "not given" and the AWS chain applies.
-    """
+    """``[sync] credentials_file``, else the systemd credential, else None (the AWS chain)."""
     if configured:
         return Path(configured)
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    credential = Path(directory) / SYSTEMD_CREDENTIAL if directory else None
-    try:
-        if credential is not None and credential.read_text(encoding="utf-8").strip():
-            return credential
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError):
-        return credential  # unreadable: read_credentials says so
-    return None
+    return systemd_credential(SYSTEMD_CREDENTIAL)
 
 
 def read_credentials(path: Path) -> dict[str, str]:

@@ -262,3 +262,14 @@ def test_tls_with_a_private_ca(tmp_path):
         plain.stop()
     finally:
         service.stop()
+
+
+def test_an_empty_credential_is_no_password(tmp_path, monkeypatch):
+    """The installer leaves the credential files empty: that means "not given", not a blank password."""
+    from edge.mqtt import password_path
+
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    (tmp_path / "mqtt-password").write_text("\n")
+    assert password_path(MqttSettings(username="kiosk")) is None
+    (tmp_path / "mqtt-password").write_text("s3cret\n")
+    assert password_path(MqttSettings(username="kiosk")) == tmp_path / "mqtt-password"
