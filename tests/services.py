@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import queue
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -189,3 +193,20 @@ def running_daemon(config: Path) -> Iterator[subprocess.Popen[str]]:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+class MqttSubscriber:
+    """A plain paho client on the local broker subscribed to ``topic`` (QoS 1); each message goes
+    into ``messages`` as whatever ``record`` makes of it."""
+
+    def __init__(self, port: int, topic: str, record: Callable[[mqtt.MQTTMessage], Any]) -> None:
+        self.messages: queue.Queue = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_message = lambda _c, _u, m: self.messages.put(record(m))
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

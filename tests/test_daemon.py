@@ -1,7 +1,6 @@
 """The kiosk daemon end to end: GStreamer file source -> segmentation -> demo model -> Mosquitto."""
 
 import json
-import queue
 import signal
 import sqlite3
 import subprocess
@@ -9,11 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from edge.cli import main
-from tests.services import Mosquitto, SeaweedFS
+from tests.services import Mosquitto, MqttSubscriber, SeaweedFS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,16 +54,11 @@ def _decode(payload: bytes) -> object:
         return payload
 
 
-class Subscriber:
+class Subscriber(MqttSubscriber):
+    """(topic, payload, arrival time) of each message."""
+
     def __init__(self, port: int, topic: str) -> None:
-        self.messages: queue.Queue = queue.Queue()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
-        self.client.on_message = lambda _c, _u, m: self.messages.put(
-            (m.topic, _decode(m.payload), time.monotonic())
-        )
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
+        super().__init__(port, topic, lambda m: (m.topic, _decode(m.payload), time.monotonic()))
         time.sleep(0.2)
 
     def drain(self) -> list:
@@ -73,10 +66,6 @@ class Subscriber:
         while not self.messages.empty():
             items.append(self.messages.get())
         return items
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def _config(tmp_path: Path, video: Path, port: int, **source) -> Path:

@@ -1,7 +1,6 @@
 """The MQTT link against a real Mosquitto: status, queued predictions, feedback round trip."""
 
 import json
-import queue
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import pytest
 from edge.feedback import handle_feedback
 from edge.mqtt import MqttLink, MqttSettings
 from edge.store import PredictionRecord, Store
-from tests.services import Mosquitto
+from tests.services import Mosquitto, MqttSubscriber
 
 
 @pytest.fixture
@@ -22,25 +21,14 @@ def broker(tmp_path):
     service.stop()
 
 
-class Listener:
-    """A plain paho subscriber that collects (topic, payload, retain) tuples."""
+class Listener(MqttSubscriber):
+    """(topic, payload, retain) of each message."""
 
     def __init__(self, port: int, topic: str) -> None:
-        self.messages: queue.Queue = queue.Queue()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
-        self.client.on_message = lambda _c, _u, m: self.messages.put(
-            (m.topic, json.loads(m.payload), m.retain)
-        )
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
+        super().__init__(port, topic, lambda m: (m.topic, json.loads(m.payload), m.retain))
 
     def next(self, timeout_s: float = 10.0):
         return self.messages.get(timeout=timeout_s)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def _wait(predicate, timeout_s: float = 10.0) -> bool:

@@ -2,18 +2,16 @@
 is swapped in between frames, a broken one leaves the old model running and is reported."""
 
 import json
-import queue
 import shutil
 import signal
 import time
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
 
 from edge.bundle import MODEL_FILE, sha256_of, update_manifest
-from tests.services import ROOT, Mosquitto, running_daemon
+from tests.services import ROOT, Mosquitto, MqttSubscriber, running_daemon
 
 DEMO_BUNDLE = ROOT / "demo" / "bundle"
 
@@ -25,23 +23,16 @@ def broker(tmp_path):
     service.stop()
 
 
-class Messages:
+class Messages(MqttSubscriber):
     """Every message under the kiosk's prefix, decoded, in arrival order."""
 
     def __init__(self, port: int, prefix: str) -> None:
-        self.queue: queue.Queue = queue.Queue()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#", qos=1)
-        self.client.on_message = lambda _c, _u, m: self.queue.put(
-            (m.topic.rsplit("/", 1)[1], json.loads(m.payload))
-        )
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
+        super().__init__(port, f"{prefix}/#", lambda m: (m.topic.rsplit("/", 1)[1], json.loads(m.payload)))
 
     def next(self, kind: str, timeout_s: float = 30.0) -> dict:
         deadline = time.monotonic() + timeout_s
         while True:
-            topic, payload = self.queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            topic, payload = self.messages.get(timeout=max(0.01, deadline - time.monotonic()))
             if topic == kind:
                 return payload
 
@@ -51,10 +42,6 @@ class Messages:
             payload = self.next("prediction", max(0.01, deadline - time.monotonic()))
             if payload["model"] == model:
                 return payload
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture
