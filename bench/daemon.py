@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from demo.synth import write_dataset  # noqa: E402
-from tests.services import Mosquitto  # noqa: E402
+from edge.demo.broker import Mosquitto  # noqa: E402
+from edge.demo.synth import write_dataset  # noqa: E402
 
 
 def run_one(folder: Path, video: Path, broker: Mosquitto) -> tuple[dict, list[dict]]:
@@ -45,7 +45,7 @@ def run_one(folder: Path, video: Path, broker: Mosquitto) -> tuple[dict, list[di
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     time.sleep(0.2)
-    subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "asl_edge", "run", "--config", str(config)], check=True, cwd=ROOT)
     time.sleep(0.3)
     client.disconnect()
     client.loop_stop()

@@ -62,9 +62,9 @@ def phase_torch(work: Path, args: argparse.Namespace) -> dict[str, float]:
 def phase_ort(work: Path, args: argparse.Namespace, tuned: bool) -> dict[str, float]:
     import onnxruntime as ort
 
-    from edge.backends.onnxruntime import OnnxRuntimeBackend
-    from edge.bundle import ModelSpec
-    from edge.preprocess import PreprocessParams
+    from edge.core.bundle import ModelSpec
+    from edge.core.preprocess import PreprocessParams
+    from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     clip = np.load(work / "clip.npy")
     model_path = work / "model.onnx"
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.threads:
-        from edge.backends.onnxruntime import default_threads
+        from edge.runtime.backends.onnxruntime import default_threads
 
         args.threads = default_threads()
 

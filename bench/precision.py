@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from calibration.qdq import quantize_to_qdq  # noqa: E402
 from calibration.report import write_fp16_model  # noqa: E402
-from edge.backends.onnxruntime import default_threads, session_options  # noqa: E402
+from edge.runtime.backends.onnxruntime import default_threads, session_options  # noqa: E402
 
 
 def _median_ms(path: Path, clip: np.ndarray, runs: int, simulated: bool = False) -> float:
@@ -70,9 +70,9 @@ def measure(name: str, fp32: Path, int8: Path, clip: np.ndarray, runs: int, work
 
 def demo_case(work: Path, runs: int) -> dict[str, float]:
     from calibration.clips import open_source
-    from edge.bundle import load_bundle
+    from edge.core.bundle import load_bundle
 
-    bundle = load_bundle(ROOT / "demo" / "bundle")
+    bundle = load_bundle(ROOT / "edge" / "demo" / "bundle")
     int8 = bundle.path / "model.int8.onnx"
     if not int8.is_file():
         int8 = work / "demo.int8.onnx"

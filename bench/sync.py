@@ -28,7 +28,7 @@ from tests.services import SeaweedFS  # noqa: E402
 
 # asl-edge sync, then the process's own peak RSS (VmHWM counts from exec: not the parent's pages).
 _MEASURED_SYNC = (
-    "import sys; from edge.cli import main; code = main(['sync', '--config', sys.argv[1]]); "
+    "import sys; from asl_edge.cli import main; code = main(['sync', '--config', sys.argv[1]]); "
     "print(open('/proc/self/status').read()); sys.exit(code)"
 )
 

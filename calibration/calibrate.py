@@ -17,8 +17,8 @@ from pathlib import Path
 from calibration.clips import SYNTHETIC, ClipSourceError, open_source
 from calibration.qdq import quantize_to_qdq
 from calibration.report import AccuracyReport, evaluate
-from edge.backends.tensorrt import tensorrt_available
-from edge.bundle import CALIBRATION_CACHE_FILE, INT8_MODEL_FILE, load_bundle, sha256_of, update_manifest
+from edge.core.bundle import CALIBRATION_CACHE_FILE, INT8_MODEL_FILE, load_bundle, sha256_of, update_manifest
+from edge.runtime.backends.tensorrt.backend import tensorrt_available
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def calibrate_bundle(bundle_dir: Path, plan: CalibrationPlan) -> AccuracyReport:
     }
     files = {INT8_MODEL_FILE: sha256_of(bundle_dir / INT8_MODEL_FILE)}
     if tensorrt_available():
-        from calibration.trt_calibrator import write_calibration_cache
+        from edge.runtime.backends.tensorrt.calibrator import write_calibration_cache
 
         clips = open_source(plan.clips, spec, plan.count, CALIBRATION_SEED, "train", plan.video_root)
         report.clips["tensorrt_cache"] = {"count": write_calibration_cache(bundle, (c.clip for c in clips))}

@@ -1,10 +1,10 @@
 """Deterministic, labelled clip sources for INT8 calibration and accuracy reports.
 
-Every clip is preprocessed exactly like the runtime (the bundle's ``PreprocessParams``) and turned
-into one model input the way the bundle's ``sampling`` says: the whole video resampled to T
-frames, or, for WLASL-style windowed models, the T-frame window at the middle of the sign
-(padded by repeating the last frame when shorter). Sources are sorted or seeded, so the same
-arguments always give the same clips in the same order.
+Every video is preprocessed exactly like the runtime (the bundle's ``PreprocessParams``) and
+turned into model inputs by the runtime's own rule (``edge.core.sampling``): the whole sign
+resampled to T frames, or, for WLASL-style windowed models, its T-frame windows (one, padded, for
+a sign shorter than T). A ``count`` counts videos; each yields one clip per model input. Sources
+are sorted or seeded, so the same arguments always give the same clips in the same order.
 
 Three sources: a folder of videos (labelled by ``labels.csv``, ``file,word``, when present), a WLASL
 split (``nslt_N.json`` and a video root; the ``train`` subset by default), or the synthetic signer.
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bundle import ModelSpec
-from edge.errors import AslEdgeError, VideoError
-from edge.preprocess import FrameCropper, frames_to_clip
-from edge.recognize import EvenSampler
-from edge.video import read_frames
+from edge.core.bundle import ModelSpec
+from edge.core.errors import AslEdgeError, VideoError
+from edge.core.preprocess import FrameCropper, frames_to_clip
+from edge.core.sampling import model_inputs
+from edge.runtime.video import read_frames
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +45,23 @@ class LabelledClip:
     label: int | None  # class index, None when the source has no labels
 
 
-def clip_from_frames(frames: Iterable[np.ndarray], spec: ModelSpec) -> np.ndarray:
-    """One model input from a sign's frames, as the runtime would build it."""
+def clips_from_frames(frames: Iterable[np.ndarray], spec: ModelSpec) -> list[np.ndarray]:
+    """The model inputs one sign's frames become, exactly as the runtime builds them."""
     cropper = FrameCropper(spec.preprocessing)
-    length = spec.frames
-    if spec.sampling == "resample":
-        sampler = EvenSampler(length)
-        for frame in frames:
-            sampler.add(cropper(frame))
-        if sampler.seen == 0:
-            raise VideoError("no frames")
-        return frames_to_clip(sampler.clip_frames())
-    crops = [cropper(frame) for frame in frames]
-    if not crops:
+    crops = (cropper(frame) for frame in frames)
+    clips = [frames_to_clip(window) for window in model_inputs(crops, spec.frames, spec.sampling)]
+    if not clips:
         raise VideoError("no frames")
-    start = max(0, (len(crops) - length) // 2)
-    window = crops[start : start + length]
-    window += [window[-1]] * (length - len(window))
-    return frames_to_clip(window)
+    return clips
+
+
+def _labelled(
+    name: str, frames: Iterable[np.ndarray], spec: ModelSpec, label: int | None
+) -> Iterator[LabelledClip]:
+    """One LabelledClip per model input of a sign (``name#k`` when a long sign gives several)."""
+    clips = clips_from_frames(frames, spec)
+    for index, clip in enumerate(clips):
+        yield LabelledClip(name if len(clips) == 1 else f"{name}#{index}", clip, label)
 
 
 def random_clips(spec: ModelSpec, count: int, seed: int) -> Iterator[LabelledClip]:
@@ -87,7 +86,7 @@ def _label_index(spec: ModelSpec) -> dict[str, int]:
 
 def synthetic_clips(spec: ModelSpec, count: int, seed: int) -> Iterator[LabelledClip]:
     """Synthetic-signer clips, classes in turn; only for bundles whose labels are its glosses."""
-    from demo.signer import GLOSSES, render_clip
+    from edge.demo.signer import GLOSSES, render_clip
 
     if spec.labels != GLOSSES:
         raise ClipSourceError(
@@ -100,7 +99,7 @@ def synthetic_clips(spec: ModelSpec, count: int, seed: int) -> Iterator[Labelled
         size = SYNTHETIC_SIZES[index % len(SYNTHETIC_SIZES)]
         video = render_clip(word, rng, size, 30.0)
         name = f"synthetic/{seed}/{index:05d}_{word}"
-        yield LabelledClip(name, clip_from_frames(video, spec), index % len(GLOSSES))
+        yield from _labelled(name, video, spec, index % len(GLOSSES))
 
 
 def _folder_labels(folder: Path, spec: ModelSpec) -> dict[str, int]:
@@ -137,12 +136,12 @@ def folder_clips(folder: Path, spec: ModelSpec, count: int | None = None) -> Ite
             return
         name = path.relative_to(folder).as_posix()
         try:
-            clip = clip_from_frames(read_frames(path), spec)
+            clips = list(_labelled(name, read_frames(path), spec, labels.get(name)))
         except VideoError as exc:
             log.warning("skipping %s: %s", name, exc)
             continue
         produced += 1
-        yield LabelledClip(name, clip, labels.get(name))
+        yield from clips
 
 
 def wlasl_split_clips(
@@ -188,7 +187,7 @@ def wlasl_split_clips(
         if start > 0 and end >= start:
             frames = frames[start - 1 : end] or frames
         produced += 1
-        yield LabelledClip(video_id, clip_from_frames(frames, spec), label)
+        yield from _labelled(video_id, frames, spec, label)
 
 
 def open_source(

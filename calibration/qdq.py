@@ -29,7 +29,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from convert.onnx_tools import keep_used_opsets
-from edge.errors import AslEdgeError
+from edge.core.errors import AslEdgeError
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import onnxruntime as ort
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from calibration.clips import LabelledClip
-from edge.backends.onnxruntime import session_options
-from edge.decode import class_scores
+from edge.core.decode import class_scores
+from edge.runtime.backends.onnxruntime import session_options
 
 
 @dataclass
@@ -90,7 +90,7 @@ def evaluate(
     threads: int = 0,
 ) -> AccuracyReport:
     """Run FP32, INT8 and FP16 on every labelled clip; unlabelled clips are skipped."""
-    from edge.backends.onnxruntime import default_threads
+    from edge.runtime.backends.onnxruntime import default_threads
 
     threads = threads or default_threads()
     with tempfile.TemporaryDirectory(prefix="asl-edge-fp16-") as folder:

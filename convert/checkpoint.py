@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from convert.i3d import InceptionI3d
-from edge.errors import AslEdgeError
+from edge.core.errors import AslEdgeError
 
 STEM_KEY = "Conv3d_1a_7x7.conv3d.weight"
 HEAD_KEY = "logits.conv3d.weight"

@@ -23,7 +23,7 @@ from onnx import numpy_helper
 from convert.i3d import InceptionI3d
 from convert.onnx_tools import keep_used_opsets
 from convert.random_model import smooth_random_clips
-from edge.errors import AslEdgeError
+from edge.core.errors import AslEdgeError
 
 OPSET = 17
 INPUT_NAME = "clip"

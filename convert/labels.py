@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from edge.errors import AslEdgeError
+from edge.core.errors import AslEdgeError
 
 _INDEXED = re.compile(r"^\s*(\d+)\t(.*)$")
 

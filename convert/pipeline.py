@@ -27,8 +27,9 @@ from convert.export import (
 )
 from convert.labels import load_labels
 from edge import __version__
-from edge.bundle import MODEL_FILE, Manifest, ModelSpec, sha256_of, write_bundle_metadata
-from edge.preprocess import PreprocessParams
+from edge.core.atomic import replacing
+from edge.core.bundle import MODEL_FILE, Manifest, ModelSpec, sha256_of, write_bundle_metadata
+from edge.core.preprocess import PreprocessParams
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,7 @@ def convert_checkpoint(
     log.info(
         "checkpoint: %d classes, width %g; exporting for %d frames", model.num_classes, model.width, frames
     )
-    out.mkdir(parents=True, exist_ok=True)
-    staged = out / (MODEL_FILE + ".partial")
-    try:
+    with replacing(out / MODEL_FILE, suffix=".onnx") as staged:
         exported = export_onnx(model, frames, staged, crop_size=preprocessing.crop_size)
         parity = check_parity(model, staged, clips=parity_clips)
         if not parity.passed:
@@ -90,9 +89,6 @@ def convert_checkpoint(
                 f"ONNX Runtime disagrees with PyTorch: max abs diff {parity.max_abs_diff:.3g}, "
                 f"relative {parity.max_rel_diff:.3g}, top-1 agreement {parity.top1_agreement:.0%}"
             )
-        staged.replace(out / MODEL_FILE)
-    finally:
-        staged.unlink(missing_ok=True)
     onnx_sha = sha256_of(out / MODEL_FILE)
     crop = preprocessing.crop_size
     spec = ModelSpec(

@@ -7,7 +7,7 @@ import random
 import sqlite3
 from pathlib import Path
 
-from edge.store import DB_FILE, Store
+from edge.runtime.store import DB_FILE, Store
 
 WORDS = ("book", "drink", "computer", "before", "chair", "go", "clothes", "who", "candy", "cousin")
 

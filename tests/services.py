@@ -15,54 +15,19 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edge.demo.broker import Mosquitto, free_port
+
+__all__ = [
+    "ROOT",
+    "Mosquitto",
+    "MqttSubscriber",
+    "SeaweedFS",
+    "free_port",
+    "free_port_pair",
+    "running_daemon",
+]
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Mosquitto:
-    """A private Mosquitto broker; ``stop``/``start`` simulate a broker restart on the same port."""
-
-    def __init__(self, folder: Path, port: int | None = None, extra: str = "") -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.binary = binary
-        self.port = port or free_port()
-        self.config = folder / "mosquitto.conf"
-        anonymous = "false" if "password_file" in extra else "true"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous {anonymous}\npersistence false\nuser root\n"
-            f"log_dest file {folder / 'mosquitto.log'}\n{extra}",
-            encoding="utf-8",
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Mosquitto:
-        self.process = subprocess.Popen(
-            [self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"mosquitto did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
 
 
 def free_port_pair() -> int:
@@ -181,7 +146,7 @@ def running_daemon(config: Path) -> Iterator[subprocess.Popen[str]]:
     """``asl-edge run --config CONFIG`` from this checkout, its log on the piped stderr; killed on
     the way out if the test did not stop it."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "asl_edge", "run", "--config", str(config)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

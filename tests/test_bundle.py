@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from edge.backends.onnxruntime import OnnxRuntimeBackend
-from edge.bundle import load_bundle
-from edge.errors import BackendError, BundleError
+from edge.core.bundle import load_bundle
+from edge.core.errors import BackendError, BundleError
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from calibration.clips import ClipSourceError, clip_from_frames, open_source
+from asl_edge.cli import main
+from calibration.clips import ClipSourceError, clips_from_frames, open_source
 from calibration.qdq import QuantizationError, check_tensorrt_compatible, quantize_to_qdq
-from demo.signer import GLOSSES
-from edge.bundle import load_bundle
-from edge.cli import main
+from edge.core.bundle import DEMO_BUNDLE, load_bundle
+from edge.demo.signer import GLOSSES
 from tests.conftest import moving_blob_frames, write_video
 
-ROOT_BUNDLE = "demo/bundle"
+ROOT_BUNDLE = DEMO_BUNDLE
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +47,17 @@ def test_synthetic_source_refuses_other_label_sets(tiny_bundle):
         list(open_source("synthetic", load_bundle(tiny_bundle).spec, 2))
 
 
-def test_clip_building_follows_the_bundle_sampling(demo_spec, tiny_bundle):
-    frames = moving_blob_frames(64)
-    resampled = clip_from_frames(frames, demo_spec)
+def test_clips_are_the_model_inputs_the_runtime_builds(demo_spec, tiny_bundle):
+    frames = moving_blob_frames(70)
+    (resampled,) = clips_from_frames(frames, demo_spec)
     assert resampled.shape == (1, 3, 32, 224, 224)
     windowed_spec = load_bundle(tiny_bundle).spec  # windows of 16
-    windowed = clip_from_frames(frames, windowed_spec)
-    middle = clip_from_frames(frames[24:40], windowed_spec)
-    assert np.array_equal(windowed, middle)
-    short = clip_from_frames(frames[:4], windowed_spec)
+    windowed = clips_from_frames(frames, windowed_spec)
+    # Four consecutive windows and one aligned to the end, as recognize and the daemon run them.
+    assert len(windowed) == 5
+    assert np.array_equal(windowed[1], clips_from_frames(frames[16:32], windowed_spec)[0])
+    assert np.array_equal(windowed[4], clips_from_frames(frames[54:70], windowed_spec)[0])
+    (short,) = clips_from_frames(frames[:4], windowed_spec)
     assert np.array_equal(short[:, :, 3], short[:, :, 15])
 
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.capture import Capture, CaptureError, SourceSettings, pipeline_for
+from edge.runtime.capture import Capture, CaptureError, SourceSettings, pipeline_for
 from tests.conftest import moving_blob_frames, write_video
 
 

@@ -7,9 +7,9 @@ import time
 import cv2
 import numpy as np
 
-from edge.clips import ClipKeeper, expire_clips
-from edge.feedback import handle_feedback
-from edge.store import CLIPS_DIR, PredictionRecord, Store
+from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
+from edge.runtime.feedback import handle_feedback
+from edge.runtime.store import PredictionRecord, Store
 
 
 def _frames(seed: int, count: int = 32, size: int = 224) -> list[np.ndarray]:

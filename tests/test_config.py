@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
-from edge.config import Config, load_config, read_config
-from edge.errors import ConfigError
+from asl_edge.cli import main
+from edge.core.config import Config, load_config, read_config
+from edge.core.errors import ConfigError
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -17,7 +17,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_work_without_a_file(monkeypatch):
     monkeypatch.delenv("ASL_EDGE_CONFIG", raising=False)
-    monkeypatch.setattr("edge.config.DEFAULT_CONFIG_PATH", Path("/nonexistent/config.toml"))
+    monkeypatch.setattr("edge.core.config.DEFAULT_CONFIG_PATH", Path("/nonexistent/config.toml"))
     config = load_config(None)
     assert config == Config()
     assert config.model.backend == "auto"

@@ -5,16 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
-from edge.config import Config
-from edge.config_doc import END, START, DocError, current_block, render_reference, replace_block
+from asl_edge.cli import main
+from edge.core.config import Config
+from edge.core.config_doc import END, START, DocError, current_block, render_reference, replace_block
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_readme_configuration_reference_is_current():
     assert current_block(README.read_text(encoding="utf-8")) == render_reference(), (
-        "README.md's configuration reference differs from edge/config.py: run `make docs`"
+        "README.md's configuration reference differs from edge/core/config.py: run `make docs`"
     )
 
 

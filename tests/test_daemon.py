@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
+from asl_edge.cli import main
 from tests.services import Mosquitto, MqttSubscriber, SeaweedFS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +81,7 @@ def _config(tmp_path: Path, video: Path, port: int, **source) -> Path:
 
 def _run(config: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "asl_edge", "run", "--config", str(config)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from demo.signer import GLOSSES, render_clip
-from edge.backends.onnxruntime import OnnxRuntimeBackend
-from edge.bundle import demo_bundle_path, load_bundle
-from edge.cli import main
-from edge.recognize import VideoRecognizer
+from asl_edge.cli import main
+from edge.core.bundle import demo_bundle_path, load_bundle
+from edge.demo.signer import GLOSSES, render_clip
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edge.runtime.recognize import VideoRecognizer
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_BUNDLE = ROOT / "demo" / "bundle"
+DEMO_BUNDLE = ROOT / "edge" / "demo" / "bundle"
 # Sizes the training never rendered: 4:3 at 640x480, 16:9, portrait, and a large 16:9 frame.
 HELD_OUT_SIZES = ((640, 480), (640, 360), (360, 640), (1280, 720))
 
@@ -53,7 +53,7 @@ def test_demo_accuracy_on_fresh_clips(demo_recognizer, size):
 
 def test_recognize_without_bundle_uses_the_demo_on_synth_videos(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ASL_EDGE_CONFIG", raising=False)
-    monkeypatch.setattr("edge.config.DEFAULT_CONFIG_PATH", tmp_path / "none.toml")
+    monkeypatch.setattr("edge.core.config.DEFAULT_CONFIG_PATH", tmp_path / "none.toml")
     assert main(["synth", "--out", str(tmp_path), "--clips", "12", "--seed", "4242", "--no-progress"]) == 0
     capsys.readouterr()
     rows = (tmp_path / "labels.csv").read_text().splitlines()[1:]
@@ -66,7 +66,7 @@ def test_recognize_without_bundle_uses_the_demo_on_synth_videos(tmp_path, capsys
 
 def test_training_smoke_run_writes_a_working_bundle(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "demo.train", "--out", str(tmp_path / "b"), "--smoke"],
+        [sys.executable, "-m", "convert.demo_model", "--out", str(tmp_path / "b"), "--smoke"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -85,7 +85,7 @@ def test_training_smoke_run_writes_a_working_bundle(tmp_path):
 
 def test_make_demo_prints_each_word_and_the_accuracy():
     result = subprocess.run(
-        [sys.executable, "-m", "demo.showcase", "--clips", "6", "--seed", "11"],
+        [sys.executable, "-m", "edge.demo.showcase", "--clips", "6", "--seed", "11"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -119,7 +119,7 @@ def test_demo_bundle_carries_a_passing_int8_report():
 
 def test_live_demo_prints_words_from_the_daemon_and_the_summary():
     result = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "demo", "--fast", "--seed", "5"],
+        [sys.executable, "-m", "asl_edge", "demo", "--fast", "--seed", "5"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import build_parser
-from edge.config import DEFAULT_CONFIG_PATH, read_config
+from asl_edge.cli import build_parser
+from edge.core.config import DEFAULT_CONFIG_PATH, read_config
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = sorted((ROOT / "systemd").glob("*.service"))
@@ -103,7 +103,7 @@ def _units_for(root: Path, folder: Path) -> list[Path]:
 def test_install_creates_the_tree(installed: Path):
     asl_edge = installed / VENV.lstrip("/") / "bin" / "asl-edge"
     assert os.access(asl_edge, os.X_OK)
-    assert "from edge.cli import main" in asl_edge.read_text(encoding="utf-8")
+    assert "from asl_edge.cli import main" in asl_edge.read_text(encoding="utf-8")
     assert (installed / "etc/systemd/system/asl-edge.service").read_bytes() == UNIT.read_bytes()
     wanted = installed / "etc/systemd/system/multi-user.target.wants/asl-edge.service"
     assert os.readlink(wanted) == "/etc/systemd/system/asl-edge.service"

@@ -9,12 +9,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from asl_edge.cli import main
 from convert.export import ExportError, check_parity, export_onnx
 from convert.i3d import InceptionI3d
 from convert.pipeline import convert_checkpoint
 from convert.random_model import randomize, smooth_random_clips
-from edge.bundle import load_bundle, sha256_of
-from edge.cli import main
+from edge.core.bundle import load_bundle, sha256_of
 from tests.conftest import save_checkpoint, write_labels
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.feedback import Feedback, FeedbackRejected, parse_feedback
+from edge.runtime.feedback import Feedback, FeedbackRejected, parse_feedback
 
 
 def _payload(**fields) -> bytes:

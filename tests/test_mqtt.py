@@ -8,9 +8,9 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge.feedback import handle_feedback
-from edge.mqtt import MqttLink, MqttSettings
-from edge.store import PredictionRecord, Store
+from edge.runtime.feedback import handle_feedback
+from edge.runtime.mqtt import MqttLink, MqttSettings
+from edge.runtime.store import PredictionRecord, Store
 from tests.services import Mosquitto, MqttSubscriber
 
 
@@ -59,7 +59,7 @@ def test_status_is_retained_online_then_offline(broker):
 def test_last_will_says_offline_when_the_process_dies(broker):
     code = (
         "import time, sys; sys.path.insert(0, '.');"
-        "from edge.mqtt import MqttLink, MqttSettings;"
+        "from edge.runtime.mqtt import MqttLink, MqttSettings;"
         f"l = MqttLink(MqttSettings(port={broker.port}, topic_prefix='asl/test', keepalive_s=1)); l.start();"
         "time.sleep(30)"
     )
@@ -178,7 +178,7 @@ def test_password_from_the_systemd_credential(tmp_path, monkeypatch):
 
 
 def test_unreadable_password_file_is_a_config_error(tmp_path):
-    from edge.mqtt import MqttError
+    from edge.runtime.mqtt import MqttError
 
     with pytest.raises(MqttError, match=r"mqtt\.password_file"):
         MqttLink(MqttSettings(username="kiosk", password_file=str(tmp_path / "missing")))
@@ -254,7 +254,7 @@ def test_tls_with_a_private_ca(tmp_path):
 
 def test_an_empty_credential_is_no_password(tmp_path, monkeypatch):
     """The installer leaves the credential files empty: that means "not given", not a blank password."""
-    from edge.mqtt import password_path
+    from edge.runtime.mqtt import password_path
 
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     (tmp_path / "mqtt-password").write_text("\n")

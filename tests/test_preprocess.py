@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.errors import BundleError
-from edge.preprocess import FrameCropper, PreprocessParams, frames_to_clip, normalize_into
+from edge.core.errors import BundleError
+from edge.core.preprocess import FrameCropper, PreprocessParams, frames_to_clip, normalize_into
 
 
 def _reference(frame: np.ndarray, short: int = 256, crop: int = 224) -> np.ndarray:

@@ -7,13 +7,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edge.backends.onnxruntime import OnnxRuntimeBackend
-from edge.bundle import load_bundle
-from edge.cli import main
-from edge.decode import class_scores, decode
-from edge.errors import VideoError
-from edge.preprocess import FrameCropper, frames_to_clip
-from edge.recognize import VideoRecognizer
+from asl_edge.cli import main
+from edge.core.bundle import load_bundle
+from edge.core.decode import class_scores, decode
+from edge.core.errors import VideoError
+from edge.core.preprocess import FrameCropper, frames_to_clip
+from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edge.runtime.recognize import VideoRecognizer
 from tests.conftest import moving_blob_frames, write_video
 
 
@@ -108,11 +108,28 @@ def test_padding_repeats_the_last_frame(tiny_bundle):
     assert short.confidence == pytest.approx(full.confidence, rel=1e-5)
 
 
-def test_max_combination_differs_from_mean_only_in_scores(tiny_bundle, videos, capsys):
-    main(["recognize", str(videos["long"]), "--bundle", str(tiny_bundle), "--json", "--combine", "max"])
-    row = json.loads(capsys.readouterr().out)
-    assert row["windows"] == 3
-    assert row["word"].startswith("gloss")
+def test_mean_and_max_combine_the_windows_as_computed_by_hand(tiny_bundle):
+    """Mean: logits averaged over time, then over windows; max: the maximum of both. The top-10
+    probabilities of each match a hand computation and differ from each other."""
+    bundle = load_bundle(tiny_bundle)
+    frames = moving_blob_frames(40, size=(480, 640), seed=3)
+    cropper = FrameCropper(bundle.spec.preprocessing)
+    session = ort.InferenceSession(str(bundle.model_path), providers=["CPUExecutionProvider"])
+    windows = [frames[0:16], frames[16:32], frames[24:40]]
+    logits = np.stack(
+        [session.run(None, {"clip": frames_to_clip([cropper(f) for f in w])})[0] for w in windows]
+    )
+    by_hand = {"mean": logits.mean(axis=-1).mean(axis=0), "max": logits.max(axis=-1).max(axis=0)}
+    results = {}
+    for combine, scores in by_hand.items():
+        recognizer = VideoRecognizer(OnnxRuntimeBackend(bundle.model_path, bundle.spec), combine, top_k=10)
+        decision, count, runs = recognizer.recognize_frames(frames)
+        expected = decode(scores.reshape(-1), bundle.spec.labels, top_k=10)
+        assert (count, runs) == (40, 3)
+        assert [s.word for s in decision.top_k] == [s.word for s in expected.top_k]
+        assert [s.score for s in decision.top_k] == pytest.approx([s.score for s in expected.top_k], rel=1e-4)
+        results[combine] = [s.score for s in decision.top_k]
+    assert results["mean"] != pytest.approx(results["max"], rel=1e-3)
 
 
 def test_url_source(tiny_bundle, videos, http_root, capsys):
@@ -176,22 +193,6 @@ def test_frames_iterator_without_frames_is_an_error(tiny_bundle):
         recognizer.recognize_frames([])
 
 
-def test_even_sampler_covers_streams_of_any_length():
-    from edge.recognize import EvenSampler
-
-    for length in (5, 16, 63, 64, 200, 1000):
-        sampler = EvenSampler(16)
-        for index in range(length):
-            sampler.add(np.array(index))
-        picked = [int(a) for a in sampler.clip_frames()]
-        assert len(picked) == 16
-        assert picked[0] == 0
-        assert picked == sorted(picked)
-        # The last pick is within one stride of the end; the kept buffer never exceeds 4T.
-        assert length - 1 - picked[-1] < max(1, length // 16)
-        assert len(sampler._kept) < 64
-
-
 def test_resample_mode_runs_one_clip_over_the_whole_video(tiny_bundle, videos, capsys):
     assert (
         main(
@@ -217,7 +218,7 @@ def test_resample_mode_runs_one_clip_over_the_whole_video(tiny_bundle, videos, c
 
 
 def test_multi_line_library_errors_stay_on_one_line(capsys):
-    from edge.cli import _error
+    from edge.core.command_line import print_error
 
-    _error("first line\n  second line\n")
+    print_error("first line\n  second line\n")
     assert capsys.readouterr().err == "asl-edge: error: first line | second line\n"

@@ -10,10 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.bundle import MODEL_FILE, sha256_of, update_manifest
-from tests.services import ROOT, Mosquitto, MqttSubscriber, running_daemon
-
-DEMO_BUNDLE = ROOT / "demo" / "bundle"
+from edge.core.bundle import DEMO_BUNDLE, MODEL_FILE, sha256_of, update_manifest
+from tests.services import Mosquitto, MqttSubscriber, running_daemon
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge.ring import FrameRing
+from edge.runtime.ring import FrameRing
 
 
 def test_selects_frames_by_timestamp_oldest_first_across_the_wrap():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from demo.signer import GLOSSES, render_sentence
-from edge.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings
+from edge.demo.signer import GLOSSES, render_sentence
+from edge.runtime.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings
 
 FPS = 30.0
 
@@ -66,7 +66,7 @@ def test_invalid_settings(kwargs):
 
 
 def test_sliding_windows_skip_stillness_and_follow_the_stride():
-    from edge.segment import SlidingWindows
+    from edge.runtime.segment import SlidingWindows
 
     windows = SlidingWindows(SegmenterSettings(mode="sliding", window_s=1.0, stride_s=0.5))
     offered = []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
+from asl_edge.cli import main
 from tests.services import Mosquitto, running_daemon
 
 
@@ -59,11 +59,10 @@ def test_status_of_a_running_then_stopped_daemon(broker, tmp_path, capsys):
         assert report["health_source"] == "broker"
         assert report["health"]["model"].startswith("demo_i3d-")
         assert report["health"]["backend"] == "onnxruntime"
-        assert report["store"] == {
-            "predictions": report["store"]["predictions"],
-            "feedback": 0,
-            "pending_feedback": 0,
-        }
+        # test:// shows a moving ball: whatever it recognized is what the store holds, no feedback.
+        predictions = report["store"]["predictions"]
+        assert report["health"]["predictions"] <= predictions
+        assert report["store"] == {"predictions": predictions, "feedback": 0, "pending_feedback": 0}
         assert report["waited_s"] < 0.5 + 2.0
 
         code, out, _ = _status(capsys, "--config", str(config))

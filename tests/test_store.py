@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from edge.store import (
+from edge.runtime.store import (
     DB_FILE,
-    SCHEMA_VERSION,
+    DB_SCHEMA,
     PredictionRecord,
     Store,
     StoreError,
@@ -93,7 +93,7 @@ def test_a_version_1_database_is_migrated_keeping_every_row(tmp_path, caplog):
         """
     )
     v1.close()
-    with caplog.at_level(logging.INFO, logger="edge.store"):
+    with caplog.at_level(logging.INFO, logger="edge.runtime.store"):
         store = Store(tmp_path)
     assert "from schema 1 to 2" in caplog.text
     assert store.counts() == {"predictions": 2, "feedback": 2, "pending_feedback": 1}
@@ -109,7 +109,7 @@ def test_a_version_1_database_is_migrated_keeping_every_row(tmp_path, caplog):
     assert store.add_feedback("p-3", True, None).id == 3
     store.close()
     db = sqlite3.connect(tmp_path / DB_FILE)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == DB_SCHEMA == 2
     assert db.execute("SELECT backend FROM predictions WHERE id = 'p-3'").fetchone() == ("onnxruntime",)
 
 
@@ -135,7 +135,7 @@ def test_the_disk_budget_warns_near_its_limit(tmp_path, caplog):
         store.add_prediction(PredictionRecord(f"p-{index}", "w" * 500, 0.9, [], "m"))
     size_mb = store.usage(1.0).db_mb
     assert size_mb > 0.05
-    with caplog.at_level(logging.WARNING, logger="edge.store"):
+    with caplog.at_level(logging.WARNING, logger="edge.runtime.store"):
         assert not store.maintain(30, size_mb / 0.8).near_budget
         assert caplog.text == ""
         usage = store.maintain(30, size_mb / 0.95)

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.cli import main
-from edge.clips import ClipKeeper, expire_clips
-from edge.config import load_config
-from edge.store import CLIPS_DIR, DB_FILE, PredictionRecord, Store
-from edge.sync import CSV_COLUMNS, FeedbackSync, SyncBusy, iso_utc
+from asl_edge.cli import main
+from edge.core.config import load_config
+from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
+from edge.runtime.store import DB_FILE, PredictionRecord, Store
+from edge.runtime.sync import CSV_COLUMNS, FeedbackSync, SyncBusy, iso_utc
 from tests.backlog import write_backlog
 from tests.services import SeaweedFS
 
@@ -87,7 +87,7 @@ def _csv_rows(objects: dict[str, bytes]) -> list[dict[str, str]]:
 
 def _sync_cli(config: Path, *options: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", *options, "sync", "--config", str(config)],
+        [sys.executable, "-m", "asl_edge", *options, "sync", "--config", str(config)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -424,7 +424,7 @@ def test_a_clip_expired_after_its_batch_was_planned_is_left_out(s3, bucket, tmp_
     assert expire_clips(store, state / CLIPS_DIR, retention_days=7) == 1
     store.close()
     online = _config(tmp_path, s3, bucket)
-    with caplog.at_level(logging.WARNING, logger="edge.sync"):
+    with caplog.at_level(logging.WARNING, logger="edge.runtime.sync"):
         assert main(["sync", "--config", str(online)]) == 0
     assert "changed since it was planned" in caplog.text
     objects = _objects(s3, bucket)

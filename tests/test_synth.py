@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from demo import signer, synth
-from demo.signer import GLOSSES, Video, render_clip, render_sentence
+from edge.demo import signer, synth
+from edge.demo.signer import GLOSSES, Video, render_clip, render_sentence
 
 SIZE = (160, 120)
 SAFE_FRACTION = 0.85
@@ -288,7 +288,7 @@ def test_write_dataset_rejects_odd_sizes(tmp_path: Path) -> None:
 
 
 def test_synth_cli_errors_are_one_line(tmp_path, capsys):
-    from edge.cli import main
+    from asl_edge.cli import main
 
     (tmp_path / "file").write_text("x")
     assert main(["synth", "--out", str(tmp_path / "file" / "d"), "--clips", "1", "--seed", "0"]) == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.backends.tensorrt import tensorrt_available
+from edge.runtime.backends.tensorrt.backend import tensorrt_available
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +18,7 @@ def _gpu_problem() -> str | None:
     if not tensorrt_available():
         return "TensorRT is not installed (JetPack provides it on a Jetson)"
     try:
-        from edge.backends.cuda import gpu_properties
+        from edge.runtime.backends.tensorrt.cuda import gpu_properties
 
         gpu_properties()
     except Exception as exc:  # pycuda missing or no CUDA device: any of them means no GPU here
@@ -34,19 +34,19 @@ pytestmark = [pytest.mark.tensorrt, pytest.mark.skipif(PROBLEM is not None, reas
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the demo bundle (with its QDQ model) to build engines into."""
     target = tmp_path_factory.mktemp("trt") / "bundle"
-    shutil.copytree(ROOT / "demo" / "bundle", target)
+    shutil.copytree(ROOT / "edge" / "demo" / "bundle", target)
     return target
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_build_load_infer_and_verify(bundle_dir, precision):
     from calibration.clips import open_source
-    from convert.engine import build_engine
-    from edge.backends.onnxruntime import OnnxRuntimeBackend
-    from edge.backends.tensorrt import TensorRTBackend
-    from edge.bundle import load_bundle
-    from edge.engines import read_sidecar
-    from edge.verify import compare_backends
+    from calibration.verify import compare_backends
+    from edge.core.bundle import load_bundle
+    from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from edge.runtime.backends.tensorrt.backend import TensorRTBackend
+    from edge.runtime.backends.tensorrt.build import build_engine
+    from edge.runtime.backends.tensorrt.engines import read_sidecar
 
     engine = build_engine(bundle_dir, precision)
     sidecar = read_sidecar(engine)
@@ -63,10 +63,10 @@ def test_build_load_infer_and_verify(bundle_dir, precision):
 
 
 def test_engine_for_a_changed_model_is_refused(bundle_dir):
-    from convert.engine import build_engine
-    from edge.backends.tensorrt import TensorRTBackend
-    from edge.bundle import load_bundle
-    from edge.engines import EngineMismatch, read_sidecar, write_sidecar
+    from edge.core.bundle import load_bundle
+    from edge.runtime.backends.tensorrt.backend import TensorRTBackend
+    from edge.runtime.backends.tensorrt.build import build_engine
+    from edge.runtime.backends.tensorrt.engines import EngineMismatch, read_sidecar, write_sidecar
 
     engine = build_engine(bundle_dir, "fp16")
     sidecar = read_sidecar(engine)
@@ -76,9 +76,9 @@ def test_engine_for_a_changed_model_is_refused(bundle_dir):
 
 
 def test_auto_selection_prefers_the_engine(bundle_dir):
-    from convert.engine import build_engine
-    from edge.backends.select import open_backend
-    from edge.bundle import load_bundle
+    from edge.core.bundle import load_bundle
+    from edge.runtime.backends.select import open_backend
+    from edge.runtime.backends.tensorrt.build import build_engine
 
     build_engine(bundle_dir, "fp16")
     backend, selection = open_backend(load_bundle(bundle_dir), "auto")
@@ -91,10 +91,10 @@ def test_reload_swap_keeps_the_new_context_current(bundle_dir):
     new one must still run, and give what it gave before the old one was closed."""
     import numpy as np
 
-    from convert.engine import build_engine
-    from edge.backends.tensorrt import TensorRTBackend
-    from edge.bundle import load_bundle
-    from edge.reload import smoke_test
+    from edge.core.bundle import load_bundle
+    from edge.runtime.backends.tensorrt.backend import TensorRTBackend
+    from edge.runtime.backends.tensorrt.build import build_engine
+    from edge.runtime.reload import smoke_test
 
     engine = build_engine(bundle_dir, "fp16")
     bundle = load_bundle(bundle_dir)

@@ -16,7 +16,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STUBS = Path(sys.prefix) / "trt-stubs"
-TENSORRT_MODULES = ("convert/engine.py", "edge/backends/tensorrt.py", "calibration/trt_calibrator.py")
+TENSORRT = "edge/runtime/backends/tensorrt/"
+TENSORRT_MODULES = tuple(
+    TENSORRT + name for name in ("backend.py", "build.py", "calibrator.py", "engines.py", "network.py")
+)
 
 
 @pytest.fixture(scope="module")

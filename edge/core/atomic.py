@@ -1,0 +1,54 @@
+"""Files that readers see whole or not at all, even after a power cut.
+
+The one way asl-edge replaces a file: write a temporary file in the same directory (so the rename
+stays on one file system), fsync it, rename it over the target, then fsync the directory so the
+rename itself is on disk. Used for manifests, engines and their sidecars, health.json, consent
+clips and anything else a crash must not leave half written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new entry in ``directory`` durable."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+@contextlib.contextmanager
+def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that needs a file name (an encoder, a
+    library's ``save``); when the block succeeds it becomes ``path`` atomically, when it fails it
+    is removed. ``suffix`` lets writers that choose a format by extension see the right one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: the old file or the whole new one, never a mix."""
+    with replacing(path) as temporary:
+        temporary.write_bytes(data)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,313 @@
+"""One TOML file, validated at start into frozen, typed objects.
+
+Every field has a default that works on a laptop and a one-line description (the ``doc`` in its
+metadata). Unknown sections and keys are rejected, so a typo never silently falls back to a
+default. Problems are reported as ``key: problem`` lines that name the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from edge.core.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (JetPack 6)
+    import tomli as tomllib
+
+DEFAULT_CONFIG_PATH = Path("/etc/asl-edge/config.toml")
+CONFIG_ENV = "ASL_EDGE_CONFIG"
+
+
+def _field(default: Any, doc: str, **rules: Any) -> Any:
+    return field(default=default, metadata={"doc": doc, **rules})
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str = _field("dev-local", "device id, used in MQTT topics and sync keys", pattern="id")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    bundle: str = _field("", "model bundle directory; empty for the demo bundle shipped with asl-edge")
+    backend: str = _field(
+        "auto",
+        "inference backend: auto (TensorRT when it imports and an engine for this device exists, "
+        "else ONNX Runtime), tensorrt or onnxruntime",
+        choices=("auto", "tensorrt", "onnxruntime"),
+    )
+    precision: str = _field(
+        "auto",
+        "TensorRT engine precision to use or build: auto (best engine present, else build fp16), "
+        "fp16, int8 or fp32",
+        choices=("auto", "fp16", "int8", "fp32"),
+    )
+    build_if_missing: bool = _field(
+        False, "build the TensorRT engine at start when this device has none (takes minutes)"
+    )
+    threads: int = _field(0, "CPU threads for ONNX Runtime; 0 for every core this process may use", min=0)
+    top_k: int = _field(5, "how many ranked words to report with each prediction", min=1, max=100)
+    min_confidence: float = _field(
+        0.0, "probability below which a sign is reported as 'unknown'", min=0.0, max=1.0
+    )
+    combine: str = _field("mean", "how scores over time are combined", choices=("mean", "max"))
+    watch_s: float = _field(
+        10.0,
+        "seconds between checks of the config file and bundle on disk; a change that holds for two "
+        "checks reloads the model (0: off)",
+        min=0.0,
+        max=3600.0,
+    )
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    uri: str = _field(
+        "test://", "camera or video: csi://N, v4l2:///dev/videoN, file:///path, rtsp://..., test://"
+    )
+    loop: bool = _field(False, "replay a file:// source forever instead of ending the run")
+    realtime: bool = _field(True, "play files at their frame rate; false reads them as fast as possible")
+    width: int = _field(640, "camera frame width in pixels", min=16, max=7680)
+    height: int = _field(480, "camera frame height in pixels", min=16, max=4320)
+    fps: int = _field(30, "camera frame rate", min=1, max=240)
+    queue_frames: int = _field(30, "frames buffered between capture and inference", min=1, max=1000)
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    mode: str = _field(
+        "motion",
+        "motion: one word per sign between rests; sliding: fixed windows for signers who never rest",
+        choices=("motion", "sliding"),
+    )
+    start_fraction: float = _field(0.002, "fraction of moving pixels that starts a sign", min=1e-5, max=0.5)
+    stop_fraction: float = _field(
+        0.001, "fraction of moving pixels below which the signer rests", min=1e-5, max=0.5
+    )
+    rest_s: float = _field(0.35, "stillness in seconds that ends a sign", min=0.05, max=5.0)
+    min_sign_s: float = _field(0.4, "shorter motion is ignored (seconds)", min=0.05, max=10.0)
+    max_sign_s: float = _field(
+        4.0, "longer motion is cut into signs of this length (seconds)", min=0.5, max=30.0
+    )
+    pre_roll_s: float = _field(0.1, "seconds of video kept before the motion starts", min=0.0, max=2.0)
+    post_roll_s: float = _field(0.1, "seconds of video kept after the motion ends", min=0.0, max=2.0)
+    window_s: float = _field(1.5, "sliding mode: window length in seconds", min=0.2, max=10.0)
+    stride_s: float = _field(0.5, "sliding mode: seconds between windows", min=0.05, max=10.0)
+    stable_windows: int = _field(
+        2, "sliding mode: consecutive windows that must agree before a word is published", min=1, max=20
+    )
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = _field("127.0.0.1", "MQTT broker host")
+    port: int = _field(1883, "MQTT broker port", min=1, max=65535)
+    topic_prefix: str = _field("", "topic prefix; empty for asl/<device id>")
+    client_id: str = _field("", "MQTT client id; empty for asl-edge-<device id>")
+    qos: int = _field(1, "QoS of predictions and acknowledgements", min=0, max=2)
+    keepalive_s: int = _field(
+        30, "MQTT keepalive in seconds (the last will fires after 1.5x)", min=1, max=3600
+    )
+    username: str = _field("", "MQTT username; empty for anonymous")
+    password_file: str = _field(
+        "",
+        "file holding the MQTT password (never the password itself); empty: the systemd "
+        "credential mqtt-password ($CREDENTIALS_DIRECTORY) when it exists",
+    )
+    tls_ca: str = _field("", "CA certificate file; set it to use TLS")
+    tls_cert: str = _field("", "client certificate file for mutual TLS")
+    tls_key: str = _field("", "client key file for mutual TLS")
+    queue_limit: int = _field(
+        1000, "messages kept while the broker is away; older ones are dropped and counted", min=1
+    )
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    state_dir: str = _field(
+        "~/.local/state/asl-edge", "directory of the SQLite store (predictions, feedback)"
+    )
+    prediction_retention_days: float = _field(
+        30.0, "days predictions without feedback are kept (feedback is never pruned)", min=0.01
+    )
+    max_db_mb: float = _field(
+        500.0, "disk budget of the store in MB; a warning is logged and reported at 90%", min=1.0
+    )
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    bucket: str = _field("", "S3 bucket for feedback batches; empty disables sync")
+    prefix: str = _field("asl-feedback", "key prefix inside the bucket")
+    endpoint_url: str = _field("", "S3-compatible endpoint (MinIO, SeaweedFS); empty for AWS S3")
+    region: str = _field("us-east-1", "S3 region")
+    interval_s: float = _field(300.0, "seconds between the daemon's sync passes", min=1.0, max=86400.0)
+    batch_rows: int = _field(5000, "most feedback rows in one CSV object", min=1, max=1_000_000)
+    batch_bytes: int = _field(
+        4_000_000, "most bytes in one CSV object (a batch always holds at least one row)", min=1024
+    )
+    retries: int = _field(
+        4, "retries of a failed upload within a pass, with exponential backoff", min=0, max=20
+    )
+    credentials_file: str = _field(
+        "",
+        "AWS shared-credentials file ([default] profile); empty: $CREDENTIALS_DIRECTORY/s3-credentials "
+        "under systemd, else the standard AWS chain",
+    )
+    clips: bool = _field(
+        False,
+        "keep and upload the clip of a sign the user says was misread, only when their feedback consents",
+    )
+    clip_retention_days: float = _field(7.0, "days a clip that could not be uploaded is kept", min=0.01)
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    interval_s: float = _field(10.0, "seconds between health messages", min=0.5, max=3600.0)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = _field("info", "log level", choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+def _check_value(value: Any, kind: type, rules: dict[str, Any]) -> tuple[Any, str | None]:
+    """The value converted to ``kind``, or a problem description."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        return None, f"expected {kind.__name__}, got {type(value).__name__} {value!r}"
+    if "choices" in rules and value not in rules["choices"]:
+        return None, f"{value!r} is not one of {', '.join(rules['choices'])}"
+    if "min" in rules and value < rules["min"]:
+        return None, f"{value!r} is below the minimum {rules['min']}"
+    if "max" in rules and value > rules["max"]:
+        return None, f"{value!r} is above the maximum {rules['max']}"
+    if (
+        rules.get("pattern") == "id"
+        and isinstance(value, str)
+        and not (0 < len(value) <= 64 and all(c.isalnum() or c in "-_." for c in value) and value.isascii())
+    ):
+        return None, f"{value!r} must be 1-64 ASCII letters, digits, '-', '_' or '.'"
+    return value, None
+
+
+def _build_section(name: str, cls: type, data: Any, problems: list[str]) -> Any:
+    if not isinstance(data, dict):
+        problems.append(f"{name}: must be a table ([{name}]), got {type(data).__name__}")
+        return cls()
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            problems.append(f"{name}.{key}: unknown key; known keys: {', '.join(fields)}")
+            continue
+        checked, problem = _check_value(value, hints[key], dict(fields[key].metadata))
+        if problem:
+            problems.append(f"{name}.{key}: {problem}")
+        else:
+            values[key] = checked
+    return cls(**values)
+
+
+def parse_config(data: dict[str, Any]) -> tuple[Config, list[str]]:
+    """Validate a parsed TOML document; returns the config and every problem found."""
+    problems: list[str] = []
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    hints = get_type_hints(Config)
+    built: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in sections:
+            problems.append(f"{name}: unknown section; known sections: {', '.join(sections)}")
+            continue
+        built[name] = _build_section(name, hints[name], value, problems)
+    return Config(**built), problems
+
+
+def read_config(path: str | Path) -> tuple[Config, list[str]]:
+    """Parse a TOML file; unreadable files and syntax errors are problems too."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Config(), [f"{path}: no such file"]
+    except (OSError, UnicodeDecodeError) as exc:
+        return Config(), [f"{path}: cannot read: {exc}"]
+    except tomllib.TOMLDecodeError as exc:
+        return Config(), [f"{path}: invalid TOML: {exc}"]
+    return parse_config(data)
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    """Relative paths in a config file mean "next to this file", wherever asl-edge is started."""
+
+    def resolved(value: str) -> str:
+        if not value:
+            return value
+        expanded = Path(value).expanduser()
+        return str(expanded if expanded.is_absolute() else base / expanded)
+
+    mqtt = config.mqtt
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, bundle=resolved(config.model.bundle)),
+        storage=dataclasses.replace(config.storage, state_dir=resolved(config.storage.state_dir)),
+        sync=dataclasses.replace(config.sync, credentials_file=resolved(config.sync.credentials_file)),
+        mqtt=dataclasses.replace(
+            mqtt,
+            password_file=resolved(mqtt.password_file),
+            tls_ca=resolved(mqtt.tls_ca),
+            tls_cert=resolved(mqtt.tls_cert),
+            tls_key=resolved(mqtt.tls_key),
+        ),
+    )
+
+
+def find_config_path(path: str | Path | None) -> Path | None:
+    """``path``, or ``$ASL_EDGE_CONFIG``, or /etc/asl-edge/config.toml if present, else None (the
+    defaults)."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """The config at ``path``, or ``$ASL_EDGE_CONFIG``, or /etc/asl-edge/config.toml if present,
+    else the defaults. Raises ``ConfigError`` naming the first problem."""
+    path = find_config_path(path)
+    if path is None:
+        return Config()
+    config, problems = read_config(path)
+    config = _resolve_paths(config, Path(path).resolve().parent)
+    if problems:
+        more = (
+            f" (and {len(problems) - 1} more; run 'asl-edge check-config {path}')"
+            if len(problems) > 1
+            else ""
+        )
+        raise ConfigError(f"{path}: {problems[0]}{more}")
+    return config

@@ -1,0 +1,102 @@
+"""The configuration reference, rendered from the config schema (edge/core/config.py) so it cannot drift.
+
+``asl-edge config-reference`` prints it as Markdown tables, one per section: each key with its
+type, default, one-line doc and allowed values. ``--write README.md`` (``make docs``) replaces the
+README's block between ``START`` and ``END``; a test fails when that block is not current.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from edge.core.config import Config
+from edge.core.errors import AslEdgeError
+
+START = "<!-- config-reference:start -->"
+END = "<!-- config-reference:end -->"
+
+
+class DocError(AslEdgeError):
+    """The target file has no (or a damaged) generated block."""
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, (bool, str)):
+        return json.dumps(value)
+    return repr(value)
+
+
+def _allowed(rules: dict[str, Any]) -> str:
+    if "choices" in rules:
+        return "one of " + ", ".join(f"`{choice}`" for choice in rules["choices"])
+    if rules.get("pattern") == "id":
+        return "1-64 ASCII letters, digits, `-`, `_` or `.`"
+    if "min" in rules and "max" in rules:
+        return f"{rules['min']} to {rules['max']}"
+    if "min" in rules:
+        return f"at least {rules['min']}"
+    if "max" in rules:
+        return f"at most {rules['max']}"
+    return ""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_reference() -> str:
+    """Every section and key of ``Config`` as Markdown."""
+    parts = ["Generated from `edge/core/config.py` by `make docs`; do not edit by hand.\n"]
+    section_types = get_type_hints(Config)
+    for section in dataclasses.fields(Config):
+        cls = section_types[section.name]
+        hints = get_type_hints(cls)
+        rows = [
+            f"### `[{section.name}]`\n",
+            "| key | type | default | description | allowed |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for item in dataclasses.fields(cls):
+            rules = dict(item.metadata)
+            rows.append(
+                f"| `{item.name}` | {hints[item.name].__name__} | `{_cell(_toml(item.default))}` | "
+                f"{_cell(rules.pop('doc'))} | {_cell(_allowed(rules))} |"
+            )
+        parts.append("\n".join(rows) + "\n")
+    return "\n".join(parts)
+
+
+def _split(text: str) -> tuple[str, str, str]:
+    """(before the start marker, the block between the markers, from the end marker on)."""
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise DocError(f"expected one '{START}' followed by one '{END}'")
+    head, rest = text.split(START)
+    block, tail = rest.split(END)
+    return head, block.removeprefix("\n"), tail
+
+
+def current_block(text: str) -> str:
+    """The generated block now in ``text``."""
+    return _split(text)[1]
+
+
+def replace_block(text: str, reference: str) -> str:
+    """``text`` with the block between the markers replaced by ``reference``."""
+    head, _, tail = _split(text)
+    return f"{head}{START}\n{reference}{END}{tail}"
+
+
+def write_reference(path: Path) -> bool:
+    """Rewrite the block in ``path``; True when the file changed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DocError(f"{path}: cannot read: {exc}") from exc
+    updated = replace_block(text, render_reference())
+    if updated == text:
+        return False
+    path.write_text(updated, encoding="utf-8")
+    return True

@@ -1,0 +1,201 @@
+"""The kiosk's commands: ``run``, ``recognize``, ``build`` (a TensorRT engine on the device),
+``status``, ``sync``, ``check-config`` and ``config-reference``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from edge.core.command_line import (
+    CONFIG_HELP,
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    positive_float,
+    positive_int,
+    print_error,
+)
+from edge.core.errors import AslEdgeError
+
+
+def _open_recognizer(args: argparse.Namespace):
+    from edge.core.bundle import load_bundle, resolve_bundle_path
+    from edge.core.config import load_config
+    from edge.runtime.backends.select import open_backend
+    from edge.runtime.recognize import VideoRecognizer
+
+    config = load_config(args.config).model
+    bundle = load_bundle(resolve_bundle_path(args.bundle, config.bundle))
+    backend, _ = open_backend(
+        bundle, config.backend, args.threads or config.threads, config.precision, config.build_if_missing
+    )
+    top_k = args.top_k or config.top_k
+    combine = args.combine or config.combine
+    return VideoRecognizer(backend, combine, top_k, config.min_confidence, args.sampling)  # type: ignore[arg-type]
+
+
+def cmd_recognize(args: argparse.Namespace) -> int:
+    recognizer = _open_recognizer(args)
+    failed = 0
+    try:
+        for source in args.sources:
+            try:
+                recognition = recognizer.recognize_source(source)
+            except AslEdgeError as exc:
+                failed += 1
+                message = str(exc)
+                print_error(message if source in message else f"{source}: {message}")
+                continue
+            if args.json:
+                print(json.dumps(recognition.to_json(), ensure_ascii=False), flush=True)
+            else:
+                decision = recognition.result
+                print(f"{source}\t{decision.word}\t{decision.confidence:.3f}", flush=True)
+    finally:
+        recognizer.backend.close()
+    return EXIT_BAD_INPUT if failed else EXIT_OK
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from edge.runtime.backends.tensorrt.build import build_engine
+
+    engine = build_engine(Path(args.bundle), args.precision, args.workspace_mb, args.dla_core)
+    print(f"wrote {engine} and {engine.name}.json")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.core.config import find_config_path, load_config
+    from edge.runtime.daemon import run_daemon
+
+    path = find_config_path(args.config)
+    config = load_config(path)
+    logging.getLogger().setLevel(config.logging.level.upper())
+    return run_daemon(config, path)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edge.core.config import load_config
+    from edge.runtime.health import check_health_file
+    from edge.runtime.status import collect_status, format_status
+
+    config = load_config(args.config)
+    if args.check:
+        alive, why = check_health_file(Path(config.storage.state_dir).expanduser())
+        if not alive:
+            print_error(why)
+            return EXIT_FAILURE
+        print(why)
+        return EXIT_OK
+    timeout_s = args.timeout_s if args.timeout_s is not None else config.health.interval_s + 2.0
+    report = collect_status(config, timeout_s)
+    print(json.dumps(report.to_json(), ensure_ascii=False) if args.json else format_status(report))
+    problem = report.problem()
+    if problem:
+        print_error(problem)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from edge.core.config import load_config
+    from edge.runtime.sync import FeedbackSync, SyncBusy, SyncInterrupted, UploadFailed
+
+    config = load_config(args.config)
+    sync = FeedbackSync(config)
+    try:
+        result = sync.run_pass(lock_wait_s=args.wait_s)
+    except (SyncBusy, UploadFailed, SyncInterrupted) as exc:
+        print_error(str(exc))
+        return EXIT_FAILURE
+    print(
+        f"uploaded {result.rows} feedback rows in {result.batches} batches and {result.clips} clips to "
+        f"s3://{config.sync.bucket}/{config.sync.prefix.strip('/')}; {result.backlog} rows wait",
+        flush=True,
+    )
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from edge.core.config import read_config
+
+    _, problems = read_config(args.file)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return EXIT_BAD_INPUT
+    print(f"{args.file}: ok")
+    return EXIT_OK
+
+
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from edge.core.config_doc import render_reference, write_reference
+
+    if args.write:
+        changed = write_reference(Path(args.write))
+        print(f"{args.write}: configuration reference {'updated' if changed else 'already current'}")
+    else:
+        print(render_reference(), end="")
+    return EXIT_OK
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    recognize = commands.add_parser("recognize", help="recognize the sign in video files or URLs")
+    recognize.add_argument("sources", nargs="+", metavar="SOURCE", help="video file or http(s) URL")
+    recognize.add_argument("--bundle", help="model bundle (default: config, else the demo bundle)")
+    recognize.add_argument("--config", help=CONFIG_HELP)
+    recognize.add_argument("--top-k", type=positive_int, help="ranked words to report")
+    recognize.add_argument("--combine", choices=("mean", "max"), help="score combination over time")
+    recognize.add_argument(
+        "--sampling", choices=("windows", "resample"), help="override the bundle's temporal sampling"
+    )
+    recognize.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    recognize.add_argument("--json", action="store_true", help="one JSON object per source")
+    recognize.set_defaults(handler=cmd_recognize)
+
+    build = commands.add_parser("build", help="TensorRT engine for this device (on the Jetson)")
+    build.add_argument("bundle", help="model bundle directory")
+    build.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16")
+    build.add_argument("--workspace-mb", type=positive_int, default=1024, help="builder workspace (MiB)")
+    build.add_argument("--dla-core", type=int, help="build for this DLA core (GPU fallback allowed)")
+    build.set_defaults(handler=cmd_build)
+
+    run = commands.add_parser("run", help="the kiosk daemon: camera to MQTT words, feedback kept")
+    run.add_argument("--config", help=CONFIG_HELP)
+    run.set_defaults(handler=cmd_run)
+
+    sync = commands.add_parser("sync", help="upload unsynced feedback to S3 now (one pass, as the daemon's)")
+    sync.add_argument("--config", help=CONFIG_HELP)
+    sync.add_argument(
+        "--wait-s", type=float, default=60.0, help="seconds to wait for a pass in progress (default 60)"
+    )
+    sync.set_defaults(handler=cmd_sync)
+
+    status = commands.add_parser(
+        "status", help="the kiosk's state, health and backlog (broker and local state directory)"
+    )
+    status.add_argument("--config", help=CONFIG_HELP)
+    status.add_argument(
+        "--timeout-s",
+        type=positive_float,
+        help="seconds to wait for a health message (default: [health] interval_s + 2)",
+    )
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="liveness probe without the broker: exit 0 when health.json is younger than 3 intervals",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.set_defaults(handler=cmd_status)
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(handler=cmd_check_config)
+
+    reference = commands.add_parser(
+        "config-reference", help="every config key as Markdown tables, from the config schema"
+    )
+    reference.add_argument("--write", metavar="FILE", help="replace the generated block in FILE (README.md)")
+    reference.set_defaults(handler=cmd_config_reference)

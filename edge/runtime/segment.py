@@ -1,0 +1,161 @@
+"""Motion-gated sign segmentation: finds when a sign starts and ends in a continuous stream.
+
+A cheap motion measure on a small grey copy of each frame (the fraction of pixels whose grey level
+changed by more than ``pixel_threshold`` since the previous frame; a fraction, because camera
+noise moves every pixel a little) drives a small state machine: motion above ``start_fraction``
+for ``start_frames`` frames starts a sign, stillness below ``stop_fraction`` for ``rest_s``
+seconds ends it. Segments shorter than ``min_sign_s`` are dropped (a twitch), longer than
+``max_sign_s`` are cut (a signer who never rests still gets answers). Times are the frames' own
+timestamps, never the wall clock, so a file and a camera segment the same way.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SegmenterSettings:
+    """Defaults suit a person at a kiosk camera, 640x480 at 30 fps; all times in seconds."""
+
+    start_fraction: float = 0.002
+    stop_fraction: float = 0.001
+    start_frames: int = 2
+    rest_s: float = 0.35
+    min_sign_s: float = 0.4
+    max_sign_s: float = 4.0
+    pre_roll_s: float = 0.1
+    post_roll_s: float = 0.1
+    mode: str = "motion"
+    window_s: float = 1.5
+    stride_s: float = 0.5
+    stable_windows: int = 2
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("motion", "sliding"):
+            raise ValueError("mode must be 'motion' or 'sliding'")
+        if not 0 < self.stride_s <= self.window_s or self.stable_windows < 1:
+            raise ValueError("need 0 < stride_s <= window_s and stable_windows >= 1")
+        if not 0 < self.stop_fraction <= self.start_fraction < 1:
+            raise ValueError("need 0 < stop_fraction <= start_fraction < 1")
+        if not 0 < self.min_sign_s < self.max_sign_s:
+            raise ValueError("need 0 < min_sign_s < max_sign_s")
+        if self.start_frames < 1 or self.rest_s <= 0:
+            raise ValueError("start_frames >= 1 and rest_s > 0 are required")
+
+
+class MotionMeter:
+    """Fraction of moving pixels between consecutive frames, on a small grey copy."""
+
+    def __init__(self, width: int = 160, pixel_threshold: int = 20) -> None:
+        self.width = width
+        self.pixel_threshold = pixel_threshold
+        self._previous: np.ndarray | None = None
+
+    def __call__(self, frame: np.ndarray) -> float:
+        height = max(1, round(frame.shape[0] * self.width / frame.shape[1]))
+        small = cv2.resize(frame, (self.width, height), interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        previous, self._previous = self._previous, grey
+        if previous is None or previous.shape != grey.shape:
+            return 0.0
+        changed = cv2.absdiff(grey, previous) > self.pixel_threshold
+        return float(np.count_nonzero(changed)) / changed.size
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A sign's span in stream time, rolls included; ``cut`` when ``max_sign_s`` ended it."""
+
+    start_s: float
+    end_s: float
+    cut: bool = False
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+class MotionSegmenter:
+    """Feed (timestamp, motion) per frame; completed segments come back as they end."""
+
+    def __init__(self, settings: SegmenterSettings | None = None) -> None:
+        self.settings = settings or SegmenterSettings()
+        self._streak = 0
+        self._first_motion_s: float | None = None
+        self._start_s: float | None = None
+        self._last_motion_s = 0.0
+
+    @property
+    def in_sign(self) -> bool:
+        return self._start_s is not None
+
+    def update(self, timestamp_s: float, motion: float) -> Segment | None:
+        settings = self.settings
+        if self._start_s is None:
+            if motion >= settings.start_fraction:
+                if self._streak == 0:
+                    self._first_motion_s = timestamp_s
+                self._streak += 1
+                if self._streak >= settings.start_frames:
+                    self._start_s = self._first_motion_s
+                    self._last_motion_s = timestamp_s
+            else:
+                self._streak = 0
+            return None
+        if motion >= settings.stop_fraction:
+            self._last_motion_s = timestamp_s
+        if timestamp_s - self._start_s >= settings.max_sign_s:
+            return self._close(timestamp_s, cut=True)
+        if timestamp_s - self._last_motion_s >= settings.rest_s:
+            return self._close(self._last_motion_s, cut=False)
+        return None
+
+    def flush(self) -> Segment | None:
+        """End of stream: the sign in progress, if any (a SIGTERM mid-sign still gets its word)."""
+        return self._close(self._last_motion_s, cut=False) if self._start_s is not None else None
+
+    def _close(self, end_s: float, cut: bool) -> Segment | None:
+        start_s = self._start_s if self._start_s is not None else end_s
+        self._start_s, self._streak = None, 0
+        if end_s - start_s < self.settings.min_sign_s:
+            return None
+        roll = self.settings
+        return Segment(max(0.0, start_s - roll.pre_roll_s), end_s + roll.post_roll_s, cut)
+
+
+class SlidingWindows:
+    """Fixed windows every ``stride_s`` for signers who never rest; still windows are skipped.
+
+    Same interface as MotionSegmenter. A window is offered only when motion in it reached
+    ``start_fraction``, so nobody moving means no inference; the daemon's stability rule decides
+    which windows' words are published.
+    """
+
+    def __init__(self, settings: SegmenterSettings) -> None:
+        self.settings = settings
+        self._first_s: float | None = None
+        self._next_s = 0.0
+        self._recent: collections.deque[tuple[float, float]] = collections.deque()
+
+    def update(self, timestamp_s: float, motion: float) -> Segment | None:
+        settings = self.settings
+        if self._first_s is None:
+            self._first_s = timestamp_s
+            self._next_s = timestamp_s + settings.window_s
+        self._recent.append((timestamp_s, motion))
+        while self._recent and self._recent[0][0] < timestamp_s - settings.window_s:
+            self._recent.popleft()
+        if timestamp_s < self._next_s:
+            return None
+        self._next_s = timestamp_s + settings.stride_s
+        if max(m for _, m in self._recent) < settings.start_fraction:
+            return None
+        return Segment(timestamp_s - settings.window_s, timestamp_s)
+
+    def flush(self) -> Segment | None:
+        return None
