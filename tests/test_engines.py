@@ -35,7 +35,7 @@ ORIN_JP62 = DeviceInfo("10.3.0", "Orin", "8.7")
 XAVIER = DeviceInfo("8.5.2", "Xavier", "7.2")
 
 
-def _recorded(name: str) -> Sidecar:
+def _hand_written(name: str) -> Sidecar:
     """A sidecar as an engine built on another device would have it: hand-written in the format
     of asl-edge 0.1's first sidecars (with the ``l4t`` and ``bundle_onnx_sha256`` keys that this
     version no longer reads, so loading them also proves old sidecars still load)."""
@@ -44,7 +44,7 @@ def _recorded(name: str) -> Sidecar:
 
 def _install(bundle_dir: Path, name: str) -> Path:
     """Put a hand-written engine (dummy bytes) and its sidecar into ``bundle_dir``."""
-    sidecar = _recorded(name)
+    sidecar = _hand_written(name)
     engine = engine_path(bundle_dir, sidecar.device, sidecar.precision)
     atomic_write_bytes(engine, b"serialized engine")
     write_sidecar(engine, sidecar)
@@ -52,7 +52,7 @@ def _install(bundle_dir: Path, name: str) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("recorded", "device", "pattern"),
+    ("sidecar_name", "device", "pattern"),
     [
         (
             "orin-nano-jetpack60-fp16",
@@ -68,8 +68,8 @@ def _install(bundle_dir: Path, name: str) -> Path:
         ("xavier-nx-jetpack51-fp16", ORIN_JP60, r"Xavier \(sm 7\.2\)"),
     ],
 )
-def test_engines_from_other_devices_are_refused_in_one_line(tmp_path, recorded, device, pattern):
-    sidecar = _recorded(recorded)
+def test_engines_from_other_devices_are_refused_in_one_line(tmp_path, sidecar_name, device, pattern):
+    sidecar = _hand_written(sidecar_name)
     with pytest.raises(EngineMismatch, match=pattern) as info:
         check_engine(tmp_path / "x.engine", sidecar, device, tmp_path, "ONNX")
     message = str(info.value)
@@ -78,7 +78,7 @@ def test_engines_from_other_devices_are_refused_in_one_line(tmp_path, recorded, 
 
 
 def test_matching_engine_passes_and_a_changed_onnx_does_not(tmp_path):
-    sidecar = _recorded("orin-nano-jetpack60-fp16")
+    sidecar = _hand_written("orin-nano-jetpack60-fp16")
     check_engine(tmp_path / "e.engine", sidecar, ORIN_JP60, tmp_path, "ONNX")
     with pytest.raises(EngineMismatch, match=r"built from another model\.onnx"):
         check_engine(tmp_path / "e.engine", sidecar, ORIN_JP60, tmp_path, "CHANGED")
@@ -95,7 +95,7 @@ def test_select_prefers_int8_then_fp16_and_skips_foreign_or_damaged_engines(tmp_
     int8 = _install(tmp_path, "orin-nano-jetpack62-int8")
     fp16_jp62 = engine_path(tmp_path, ORIN_JP62, "fp16")
     atomic_write_bytes(fp16_jp62, b"engine")
-    write_sidecar(fp16_jp62, replace(_recorded("orin-nano-jetpack60-fp16"), device=ORIN_JP62))
+    write_sidecar(fp16_jp62, replace(_hand_written("orin-nano-jetpack60-fp16"), device=ORIN_JP62))
     assert select_engine(tmp_path, ORIN_JP62, checksums) == int8
     assert select_engine(tmp_path, ORIN_JP62, checksums, "fp16") == fp16_jp62
     assert select_engine(tmp_path, ORIN_JP62, {**checksums, "model.int8.onnx": "NEW"}) == fp16_jp62
@@ -116,7 +116,7 @@ def test_engine_names_carry_version_gpu_and_precision(tmp_path):
 
 
 def test_sidecar_round_trip(tmp_path):
-    sidecar = _recorded("orin-nano-jetpack62-int8")
+    sidecar = _hand_written("orin-nano-jetpack62-int8")
     engine = tmp_path / "engines" / "e.engine"
     write_sidecar(engine, sidecar)
     assert read_sidecar(engine) == sidecar
