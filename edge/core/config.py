@@ -8,6 +8,7 @@ default. Problems are reported as ``key: problem`` lines that name the fix.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import sys
 from dataclasses import dataclass, field
@@ -174,6 +175,24 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class ScreenConfig:
+    enabled: bool = _field(True, "serve the kiosk screen (the page the signer sees) from the daemon")
+    host: str = _field(
+        "127.0.0.1",
+        "IP address the screen listens on (0.0.0.0: every interface); other than loopback needs a token",
+        pattern="address",
+    )
+    port: int = _field(
+        8080, "screen port; 0 picks a free one (logged, and in health as screen_url)", min=0, max=65535
+    )
+    token_file: str = _field(
+        "",
+        "file holding the token every change on the screen must carry (never the token itself); "
+        "empty: the systemd credential screen-token ($CREDENTIALS_DIRECTORY) when it exists",
+    )
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = _field("info", "log level", choices=("debug", "info", "warning", "error"))
 
@@ -188,7 +207,16 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+def _is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_value(value: Any, kind: type, rules: dict[str, Any]) -> tuple[Any, str | None]:
@@ -209,6 +237,8 @@ def _check_value(value: Any, kind: type, rules: dict[str, Any]) -> tuple[Any, st
         and not (0 < len(value) <= 64 and all(c.isalnum() or c in "-_." for c in value) and value.isascii())
     ):
         return None, f"{value!r} must be 1-64 ASCII letters, digits, '-', '_' or '.'"
+    if rules.get("pattern") == "address" and not (isinstance(value, str) and _is_ip_address(value)):
+        return None, f"{value!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)"
     return value, None
 
 
@@ -274,6 +304,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         model=dataclasses.replace(config.model, bundle=resolved(config.model.bundle)),
         storage=dataclasses.replace(config.storage, state_dir=resolved(config.storage.state_dir)),
         sync=dataclasses.replace(config.sync, credentials_file=resolved(config.sync.credentials_file)),
+        screen=dataclasses.replace(config.screen, token_file=resolved(config.screen.token_file)),
         mqtt=dataclasses.replace(
             mqtt,
             password_file=resolved(mqtt.password_file),

@@ -34,6 +34,8 @@ def _allowed(rules: dict[str, Any]) -> str:
         return "one of " + ", ".join(f"`{choice}`" for choice in rules["choices"])
     if rules.get("pattern") == "id":
         return "1-64 ASCII letters, digits, `-`, `_` or `.`"
+    if rules.get("pattern") == "address":
+        return "an IPv4 or IPv6 address"
     if "min" in rules and "max" in rules:
         return f"{rules['min']} to {rules['max']}"
     if "min" in rules:

@@ -39,6 +39,7 @@ from edge.runtime.health import write_health_file
 from edge.runtime.mqtt import MqttLink, mqtt_settings
 from edge.runtime.reload import ModelReloader, open_model, prepare_model
 from edge.runtime.ring import FrameRing
+from edge.runtime.screen.server import ScreenServer
 from edge.runtime.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings, SlidingWindows
 from edge.runtime.store import PredictionRecord, Store, StoreUsage
 from edge.runtime.sync import FeedbackSync
@@ -118,6 +119,7 @@ class Daemon:
         self._store_usage: StoreUsage | None = None
         self.sync: FeedbackSync | None = None
         self.clips: ClipKeeper | None = None
+        self.screen: ScreenServer | None = None  # [screen] the kiosk page (issue 13)
 
     def _stable(self, word: str, end_s: float) -> bool:
         """Motion mode publishes every sign; sliding mode a word that ``stable_windows`` windows in
@@ -190,21 +192,21 @@ class Daemon:
             self.clips.remember(
                 prediction_id, frames, len(frames) / max(segment.end_s - segment.start_s, 0.1)
             )
-        link.publish(
-            "prediction",
-            {
-                "id": prediction_id,
-                "word": decision.word,
-                "confidence": round(decision.confidence, 6),
-                "top_k": top_k,
-                "start_s": round(segment.start_s, 3),
-                "end_s": round(segment.end_s, 3),
-                "latency_ms": round(inference_ms, 1),
-                "sign_end_to_publish_ms": round((time.monotonic() - sign_ended_at) * 1000.0, 1),
-                "model": backend.spec.model_id,
-                "backend": selection.backend,
-            },
-        )
+        prediction = {
+            "id": prediction_id,
+            "word": decision.word,
+            "confidence": round(decision.confidence, 6),
+            "top_k": top_k,
+            "start_s": round(segment.start_s, 3),
+            "end_s": round(segment.end_s, 3),
+            "latency_ms": round(inference_ms, 1),
+            "sign_end_to_publish_ms": round((time.monotonic() - sign_ended_at) * 1000.0, 1),
+            "model": backend.spec.model_id,
+            "backend": selection.backend,
+        }
+        link.publish("prediction", prediction)
+        if self.screen is not None:  # [screen] the word on the kiosk page
+            self.screen.publish_prediction(prediction)
         self.predictions += 1
         self.latencies.sign_end_to_publish_ms.append((time.monotonic() - sign_ended_at) * 1000.0)
         log.info(
@@ -245,6 +247,12 @@ class Daemon:
                 "backend_reason": selection.reason,
                 "model": self._model_id,
                 "model_reload_error": self._model_reload_error,
+                # [screen] screen_url, screen_clients, screen_error
+                **(
+                    self.screen.health()
+                    if self.screen
+                    else {"screen_url": None, "screen_clients": 0, "screen_error": None}
+                ),
                 **self.latencies.percentiles(),
             },
         )
@@ -276,11 +284,33 @@ class Daemon:
         reloader = ModelReloader(self.config_path, config, model, self.reload_requested)
         store = Store(state_dir)
         link = MqttLink(mqtt_settings(config))
-        link.set_feedback_handler(
-            lambda payload: link.publish("feedback/ack", handle_feedback(payload, store, self.clips))
-        )
+
+        def submit_feedback(payload: bytes) -> dict[str, object]:
+            """The one feedback path, for MQTT and the screen: validate, store, acknowledge."""
+            ack = handle_feedback(payload, store, self.clips)
+            link.publish("feedback/ack", ack)
+            if self.screen is not None:  # [screen] answers from any client show on the page
+                self.screen.publish_ack(ack)
+            return ack
+
+        link.set_feedback_handler(submit_feedback)
         source = config.source
         capture = Capture(SourceSettings(**dataclasses.asdict(config.source)))
+        if config.screen.enabled:  # [screen] construct (a missing token stops the start here)
+            self.screen = ScreenServer(
+                config.screen,
+                submit_feedback,
+                lambda: {
+                    "capture_error": capture.stats.last_error,
+                    "frames_in": capture.stats.frames_in,
+                    "mqtt_connected": link.stats.connected,
+                    "model_reloading": reloader.reloading,
+                    "model_reload_error": reloader.error,
+                },
+                clips=config.sync.clips,
+            )
+            self.screen.set_model(bundle.spec.labels, self._model_id)
+            self.screen.start()
         link.start()
         if self.sync:
             self.sync.start()
@@ -303,6 +333,8 @@ class Daemon:
                 if reloader.poll():
                     backend, selection = reloader.active.backend, reloader.active.selection
                     ring, cropper = self._adopt(reloader, ring, cropper)
+                    if self.screen is not None:  # [screen] the picker offers the new model's labels
+                        self.screen.set_model(reloader.active.bundle.spec.labels, self._model_id)
                     self._health(capture, link, store, selection, force=True)
                 self._health(capture, link, store, selection)
                 if self.stop.is_set():
@@ -316,6 +348,8 @@ class Daemon:
             self._health(capture, link, store, selection, force=True)
         finally:
             sd_notify("STOPPING=1")
+            if self.screen is not None:  # [screen] stop before the store closes (no POST after)
+                self.screen.stop()
             capture.close()
             self._drain(link)
             link.stop()

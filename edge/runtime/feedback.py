@@ -2,7 +2,13 @@
 
 Anything can arrive on a topic, so every field is checked before the store sees it: size, UTF-8,
 JSON, an object with known keys only, types (``correct`` must be a real boolean), identifier and
-label lengths and characters. A rejection carries one short reason for the ack topic.
+label lengths and characters. A rejection carries one short reason for the ack topic, an
+``error`` code (``invalid``, ``unknown_prediction``, ``already_answered``, ``store_failed``) and,
+whenever the request had a readable one, its ``prediction_id``, so a UI can match acks to requests.
+
+A prediction is answered once. The same answer again (a double tap, an MQTT QoS 1 redelivery, a
+retried POST) gets the first answer's ack again, marked ``duplicate``, and stores nothing; a
+different second answer is rejected as ``already_answered``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import cv2
 
 from edge.runtime.clips import ClipKeeper
 from edge.runtime.mqtt import MESSAGE_SCHEMA
-from edge.runtime.store import Store, StoreError, UnknownPrediction
+from edge.runtime.store import AlreadyAnswered, FeedbackRecord, Store, StoreError, UnknownPrediction
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +101,40 @@ def _consented_clip(feedback: Feedback, clips: ClipKeeper | None) -> str | None:
         return None
 
 
+def _prediction_id_of(payload: bytes) -> str | None:
+    """The request's ``prediction_id`` when it can be read, even from a request rejected otherwise."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    prediction_id = data.get("prediction_id") if isinstance(data, dict) else None
+    if isinstance(prediction_id, str) and _PREDICTION_ID.fullmatch(prediction_id):
+        return prediction_id
+    return None
+
+
+def _rejected(error: str, reason: str, prediction_id: str | None) -> dict[str, object]:
+    if error != "store_failed":
+        log.warning("feedback rejected: %s", reason)
+    ack: dict[str, object] = {"status": "rejected", "error": error, "reason": reason}
+    if prediction_id is not None:
+        ack["prediction_id"] = prediction_id
+    return ack
+
+
+def _stored(record: FeedbackRecord, duplicate: bool = False) -> dict[str, object]:
+    ack: dict[str, object] = {
+        "status": "stored",
+        "prediction_id": record.prediction_id,
+        "feedback": record.to_json(),
+    }
+    if duplicate:
+        ack["duplicate"] = True
+    return ack
+
+
 def handle_feedback(payload: bytes, store: Store, clips: ClipKeeper | None = None) -> dict[str, object]:
     """Validate, store durably, and return the acknowledgement (or rejection) to publish.
 
@@ -103,20 +143,23 @@ def handle_feedback(payload: bytes, store: Store, clips: ClipKeeper | None = Non
     """
     try:
         feedback = parse_feedback(payload)
-        clip_file = _consented_clip(feedback, clips)
-        try:
-            record = store.add_feedback(feedback.prediction_id, feedback.correct, feedback.label, clip_file)
-        except StoreError:
-            if clips is not None and clip_file is not None:
-                (clips.folder / clip_file).unlink(missing_ok=True)
-            raise
     except FeedbackRejected as exc:
-        log.warning("feedback rejected: %s", exc)
-        return {"status": "rejected", "reason": str(exc)}
-    except UnknownPrediction as exc:
-        log.warning("feedback rejected: %s", exc)
-        return {"status": "rejected", "reason": str(exc), "prediction_id": feedback.prediction_id}
+        return _rejected("invalid", str(exc), _prediction_id_of(payload))
+    clip_file = _consented_clip(feedback, clips)
+    try:
+        record = store.add_feedback(feedback.prediction_id, feedback.correct, feedback.label, clip_file)
     except StoreError as exc:
+        if clips is not None and clip_file is not None:
+            (clips.folder / clip_file).unlink(missing_ok=True)
+        if isinstance(exc, AlreadyAnswered):
+            first = exc.first
+            if (first.correct, first.label) == (feedback.correct, feedback.label):
+                return _stored(first, duplicate=True)
+            return _rejected("already_answered", str(exc), feedback.prediction_id)
+        if isinstance(exc, UnknownPrediction):
+            return _rejected("unknown_prediction", str(exc), feedback.prediction_id)
         log.error("feedback not stored: %s", exc)
-        return {"status": "rejected", "reason": "the device could not store feedback; try again"}
-    return {"status": "stored", "feedback": record.to_json()}
+        return _rejected(
+            "store_failed", "the device could not store feedback; try again", feedback.prediction_id
+        )
+    return _stored(record)

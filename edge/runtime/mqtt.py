@@ -123,7 +123,7 @@ def new_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
 class MqttLink:
     """One connection; ``on_feedback(payload)`` runs on paho's thread for each feedback message."""
 
-    def __init__(self, settings: MqttSettings, on_feedback: Callable[[bytes], None] | None = None) -> None:
+    def __init__(self, settings: MqttSettings, on_feedback: Callable[[bytes], object] | None = None) -> None:
         self.settings = settings
         self.stats = MqttStats()
         self._on_feedback = on_feedback
@@ -136,7 +136,7 @@ class MqttLink:
         self._client.on_disconnect = self._disconnected
         self._client.on_message = self._message
 
-    def set_feedback_handler(self, handler: Callable[[bytes], None]) -> None:
+    def set_feedback_handler(self, handler: Callable[[bytes], object]) -> None:
         self._on_feedback = handler
 
     def topic(self, suffix: str) -> str:
