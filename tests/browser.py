@@ -1,11 +1,14 @@
 """Debian's Chromium driven by selenium, offline: the binary and the driver are set explicitly and
-``SE_OFFLINE`` keeps Selenium Manager from ever downloading one."""
+``SE_OFFLINE`` keeps Selenium Manager from ever downloading one. And ``wait_for``, the screen tests'
+way to await a condition instead of sleeping."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,18 @@ import pytest
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float = 15.0, what: str = "the condition") -> Any:
+    """The first truthy value of ``condition()``, polled every 20 ms; AssertionError after
+    ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def require_chromium() -> None:

@@ -20,7 +20,7 @@ from edge.runtime.feedback import handle_feedback
 from edge.runtime.screen.feed import STREAM_QUEUE_EVENTS, ScreenFeed
 from edge.runtime.screen.server import ScreenError, ScreenServer, read_token
 from edge.runtime.store import PredictionRecord, Store
-from tests.browser import CHROMIUM, require_chromium
+from tests.browser import CHROMIUM, require_chromium, wait_for
 from tests.services import ROOT, free_port
 
 TOP_K = [{"word": w, "score": s} for w, s in (("book", 0.8), ("drink", 0.1), ("chair", 0.05))]
@@ -28,16 +28,6 @@ TOP_K = [{"word": w, "score": s} for w, s in (("book", 0.8), ("drink", 0.1), ("c
 
 def _prediction(index: int, word: str = "book") -> dict[str, Any]:
     return {"id": f"p-{index}", "word": word, "confidence": 0.8, "top_k": TOP_K}
-
-
-def _wait_for(condition, timeout_s: float = 10.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture
@@ -54,7 +44,7 @@ def _serve(store: Store, **settings: Any) -> ScreenServer:
     server = ScreenServer(ScreenConfig(port=0, **settings), lambda payload: handle_feedback(payload, store))
     server.set_model(("book", "drink", "chair", "thank you"), "m")
     server.start()
-    _wait_for(lambda: server.url)
+    wait_for(lambda: server.url)
     return server
 
 
@@ -237,11 +227,11 @@ def test_stalled_sockets_never_block_the_publisher(screen):
         client.connect(("127.0.0.1", port))
         client.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
         stalled.append(client)
-    _wait_for(lambda: screen.health()["screen_clients"] == 3)
+    wait_for(lambda: screen.health()["screen_clients"] == 3)
     big = {**_prediction(0), "top_k": [{"word": f"w{i}" * 20, "score": 0.01} for i in range(100)]}
     for index in range(400):
         screen.publish_prediction({**big, "id": f"p-{index}"})
-    _wait_for(lambda: screen.health()["screen_clients"] == 0)
+    wait_for(lambda: screen.health()["screen_clients"] == 0)
     assert screen.feed.dropped_streams == 3
     for client in stalled:
         client.close()
@@ -269,11 +259,11 @@ def test_a_busy_port_is_a_fault_that_heals(store):
         server = ScreenServer(ScreenConfig(port=port), lambda payload: handle_feedback(payload, store))
         server.start()
         try:
-            error = _wait_for(lambda: server.health()["screen_error"])
+            error = wait_for(lambda: server.health()["screen_error"])
             assert f"cannot listen on 127.0.0.1:{port}" in error
             assert server.health()["screen_url"] is None
             holder.close()
-            _wait_for(lambda: server.health()["screen_url"], 10)
+            wait_for(lambda: server.health()["screen_url"], 10)
             assert server.health() == {
                 "screen_url": f"http://127.0.0.1:{port}/",
                 "screen_clients": 0,

@@ -10,7 +10,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +18,12 @@ import pytest
 
 from edge.demo.signer import Video
 from edge.demo.synth import sentence_rng, sentence_words, write_video
-from tests.browser import requested_urls, require_chromium, resize, start_chromium
+from tests.browser import requested_urls, require_chromium, resize, start_chromium, wait_for
 from tests.services import Mosquitto, MqttSubscriber, free_port, running_daemon
 
 DEVICE = "screen-test"
 SCREENSHOTS_ENV = "ASL_EDGE_SCREENSHOTS"
 MIN_TOUCH_PX = 48
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float = 15.0, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 class Predictions(MqttSubscriber):
