@@ -1,7 +1,7 @@
 """The kiosk screen in a real browser (Debian's Chromium) against a real daemon and Mosquitto.
 
 One daemon and one browser for the module: the daemon loops a synthetic sentence whose signs are
-3 s apart, so each answer is given while its word is the one on screen.
+3.5 s apart, so each answer is given while its word is the one on screen.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def sentence(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
     rng = sentence_rng(31, 0)
     words = sentence_words(rng)
     path = folder / "sentence.mp4"
-    write_video(path, Video.sentence(words, rng, rest_seconds=(3.0, 3.3)))
+    write_video(path, Video.sentence(words, rng, rest_seconds=(3.5, 3.8)))
     return path, words
 
 
@@ -210,18 +210,27 @@ def test_right_stores_a_correct_answer(kiosk, page):
     assert _rows(kiosk, prediction["id"]) == [(1, None, None)]
 
 
+def _options(page) -> list[tuple[str, bool]]:
+    """Each label option's word and whether it is shown, in one round trip."""
+    return page.execute_script(
+        "return [...document.querySelectorAll('[data-testid=label-option]')]"
+        ".map(o => [o.dataset.word, o.offsetParent !== null])"
+    )
+
+
 def test_the_picker_offers_every_label_and_stores_the_one_chosen(kiosk, page):
+    from selenium.webdriver.common.by import By
+
     prediction = _next_on_screen(kiosk, page)
     _element(page, "other").click()
-    options = _elements(page, "label-option")
-    labels = [option.get_attribute("data-word") for option in options]
+    labels = [word for word, shown in _options(page) if shown]
     assert len(labels) == 12 and prediction["word"] in labels
-    shown = {prediction["word"], *(s["word"] for s in prediction["top_k"])}
-    choice = next(label for label in labels if label not in shown)
+    offered = {prediction["word"], *(s["word"] for s in prediction["top_k"])}
+    choice = next(label for label in labels if label not in offered)
     _element(page, "label-filter").send_keys(choice[:3])
-    visible = [o.get_attribute("data-word") for o in _elements(page, "label-option") if o.is_displayed()]
+    visible = [word for word, shown in _options(page) if shown]
     assert choice in visible and all(choice[:3] in word for word in visible)
-    next(o for o in _elements(page, "label-option") if o.get_attribute("data-word") == choice).click()
+    page.find_element(By.CSS_SELECTOR, f'[data-testid="label-option"][data-word="{choice}"]').click()
     assert _stored(page) == "stored"
     assert _rows(kiosk, prediction["id"]) == [(0, choice, None)]
 

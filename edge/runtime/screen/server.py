@@ -364,12 +364,14 @@ class ScreenServer:
                     return
                 delay_s = min(delay_s * 2, longest_s)
                 continue
+            if listening is None:  # stopped while binding
+                return
             self._error = None
             log.info("screen: %s", listening.url)
             listening.server.serve_forever(poll_interval=SHUTDOWN_POLL_S)
             return
 
-    def _listen(self) -> _Listening:
+    def _listen(self) -> _Listening | None:
         host = self.settings.host
         kind = _HttpServer6 if ipaddress.ip_address(host).version == 6 else _HttpServer
         server = kind((host, self.settings.port), _Handler, bind_and_activate=False)
@@ -383,7 +385,7 @@ class ScreenServer:
         with self._lock:
             if self._stop.is_set():
                 server.server_close()
-                raise OSError("stopped")
+                return None
             self._listening = _Listening(server, page_url(host, server.server_port))
             return self._listening
 

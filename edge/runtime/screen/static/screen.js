@@ -33,6 +33,7 @@ let labels = [];
 let state = { prediction: null, answer: null, sentence: [], status: { problems: [] }, clips: false };
 let connected = false;
 let local = null; // this page's own answer to the prediction on screen: {id, state, text}
+let picking = null; // the prediction the picker was opened for
 
 const token = (() => {
   const match = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
@@ -54,13 +55,13 @@ function renderBanner() {
   ui.banner.hidden = lines.length === 0;
 }
 
-function answerButton(word) {
+function answerButton(prediction, word) {
   const button = document.createElement("button");
   button.type = "button";
   button.dataset.testid = "alternative";
   button.dataset.word = word;
   button.textContent = word;
-  button.addEventListener("click", () => answer(false, word));
+  button.addEventListener("click", () => answer(prediction, false, word));
   return button;
 }
 
@@ -98,7 +99,7 @@ function renderPrediction() {
     ui.word.textContent = prediction.word;
     ui.confidence.textContent = `${Math.round(prediction.confidence * 100)}% sure`;
     const others = prediction.top_k.map((s) => s.word).filter((w) => w !== prediction.word);
-    ui.alternatives.replaceChildren(...others.slice(0, MAX_ALTERNATIVES).map(answerButton));
+    ui.alternatives.replaceChildren(...others.slice(0, MAX_ALTERNATIVES).map((w) => answerButton(prediction, w)));
   }
   renderFeedback(prediction);
 }
@@ -155,8 +156,9 @@ async function post(path, body) {
   return data;
 }
 
-async function answer(correct, label) {
-  const prediction = state.prediction;
+// Each answer names the word it was given for: a tap on a button drawn for one word, or a choice
+// in the picker opened for it, answers that word even if the next one has arrived meanwhile.
+async function answer(prediction, correct, label) {
   if (!prediction) return;
   const message = { prediction_id: prediction.id, correct };
   if (!correct) message.label = label;
@@ -196,8 +198,7 @@ function onLabels(data) {
     button.textContent = word;
     button.addEventListener("click", () => {
       ui.picker.close();
-      const prediction = state.prediction;
-      answer(Boolean(prediction && word === prediction.word), word);
+      answer(picking, Boolean(picking && word === picking.word), word);
     });
     return button;
   }));
@@ -216,8 +217,9 @@ function connect() {
   });
 }
 
-ui.right.addEventListener("click", () => answer(true, null));
+ui.right.addEventListener("click", () => answer(state.prediction, true, null));
 ui.other.addEventListener("click", () => {
+  picking = state.prediction;
   ui.filter.value = "";
   renderOptions();
   ui.picker.showModal();
