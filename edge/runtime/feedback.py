@@ -1,34 +1,46 @@
-"""Validation of feedback messages from the kiosk UI (MQTT ``.../feedback``).
+"""Feedback from the kiosk UI (MQTT ``.../feedback``): validated, stored, acknowledged.
 
 Anything can arrive on a topic, so every field is checked before the store sees it: size, UTF-8,
 JSON, an object with known keys only, types (``correct`` must be a real boolean), identifier and
 label lengths and characters. A rejection carries one short reason for the ack topic, an
-``error`` code (``invalid``, ``unknown_prediction``, ``already_answered``, ``store_failed``) and,
-whenever the request had a readable one, its ``prediction_id``, so a UI can match acks to requests.
+``error`` code (``invalid``, ``unknown_prediction``, ``already_answered``, ``disk_full``,
+``store_failed``, ``busy``, ``failed``) and, whenever the request had a readable one, its
+``prediction_id``, so a UI can match acks to its requests.
 
 A prediction is answered once. The same answer again (a double tap, an MQTT QoS 1 redelivery, a
 retried POST) gets the first answer's ack again, marked ``duplicate``, and stores nothing; a
 different second answer is rejected as ``already_answered``.
+
+``FeedbackDesk`` does this work on its own thread: the SQLite fsync and a consent clip's MP4
+encoding never run on paho's network thread, and a burst of feedback waits in a bounded queue
+(when that is full, the message is refused at once with the reason).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import queue
 import re
+import threading
 import unicodedata
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 
 from edge.runtime.clips import ClipKeeper
 from edge.runtime.mqtt import MESSAGE_SCHEMA
-from edge.runtime.store import AlreadyAnswered, FeedbackRecord, Store, StoreError, UnknownPrediction
+from edge.runtime.store import AlreadyAnswered, FeedbackRecord, StoreError, StoreFull, UnknownPrediction
 
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 4096
 MAX_LABEL_CHARS = 64
+DESK_LIMIT = 256  # feedback messages waiting to be stored
 _PREDICTION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _KNOWN_KEYS = {"schema", "prediction_id", "correct", "label", "consent"}
 
@@ -39,6 +51,14 @@ class Feedback:
     correct: bool
     label: str | None
     consent: bool = False
+
+
+class FeedbackStore(Protocol):
+    """Where feedback is kept: ``Store`` itself, or the daemon's ``StoreKeeper``."""
+
+    def add_feedback(
+        self, prediction_id: str, correct: bool, label: str | None, clip_file: str | None = None
+    ) -> FeedbackRecord: ...
 
 
 class FeedbackRejected(ValueError):
@@ -115,9 +135,8 @@ def _prediction_id_of(payload: bytes) -> str | None:
     return None
 
 
-def _rejected(error: str, reason: str, prediction_id: str | None) -> dict[str, object]:
-    if error != "store_failed":
-        log.warning("feedback rejected: %s", reason)
+def rejected(error: str, reason: str, prediction_id: str | None) -> dict[str, object]:
+    """A rejection ack: the ``error`` code, the reason in one line, and the prediction it names."""
     ack: dict[str, object] = {"status": "rejected", "error": error, "reason": reason}
     if prediction_id is not None:
         ack["prediction_id"] = prediction_id
@@ -135,7 +154,9 @@ def _stored(record: FeedbackRecord, duplicate: bool = False) -> dict[str, object
     return ack
 
 
-def handle_feedback(payload: bytes, store: Store, clips: ClipKeeper | None = None) -> dict[str, object]:
+def handle_feedback(
+    payload: bytes, store: FeedbackStore, clips: ClipKeeper | None = None
+) -> dict[str, object]:
     """Validate, store durably, and return the acknowledgement (or rejection) to publish.
 
     The acknowledgement carries the stored record with the predicted word, so fleet subscribers
@@ -144,22 +165,98 @@ def handle_feedback(payload: bytes, store: Store, clips: ClipKeeper | None = Non
     try:
         feedback = parse_feedback(payload)
     except FeedbackRejected as exc:
-        return _rejected("invalid", str(exc), _prediction_id_of(payload))
+        log.warning("feedback rejected: %s", exc)
+        return rejected("invalid", str(exc), _prediction_id_of(payload))
     clip_file = _consented_clip(feedback, clips)
     try:
         record = store.add_feedback(feedback.prediction_id, feedback.correct, feedback.label, clip_file)
     except StoreError as exc:
         if clips is not None and clip_file is not None:
             (clips.folder / clip_file).unlink(missing_ok=True)
-        if isinstance(exc, AlreadyAnswered):
-            first = exc.first
-            if (first.correct, first.label) == (feedback.correct, feedback.label):
-                return _stored(first, duplicate=True)
-            return _rejected("already_answered", str(exc), feedback.prediction_id)
-        if isinstance(exc, UnknownPrediction):
-            return _rejected("unknown_prediction", str(exc), feedback.prediction_id)
-        log.error("feedback not stored: %s", exc)
-        return _rejected(
-            "store_failed", "the device could not store feedback; try again", feedback.prediction_id
-        )
+        return _refused(feedback, exc)
     return _stored(record)
+
+
+def _refused(feedback: Feedback, exc: StoreError) -> dict[str, object]:
+    """The ack for feedback the store did not take: a repeat of the first answer, or why not."""
+    if isinstance(exc, AlreadyAnswered):
+        first = exc.first
+        if (first.correct, first.label) == (feedback.correct, feedback.label):
+            return _stored(first, duplicate=True)
+        log.warning("feedback rejected: %s", exc)
+        return rejected("already_answered", str(exc), feedback.prediction_id)
+    if isinstance(exc, UnknownPrediction):
+        log.warning("feedback rejected: %s", exc)
+        return rejected("unknown_prediction", str(exc), feedback.prediction_id)
+    log.error("feedback not stored: %s", exc)
+    if isinstance(exc, StoreFull):
+        reason = "the device's disk is full; feedback cannot be stored now"
+        return rejected("disk_full", reason, feedback.prediction_id)
+    return rejected("store_failed", "the device could not store feedback; try again", feedback.prediction_id)
+
+
+class FeedbackDesk:
+    """Handles feedback on its own thread: ``submit`` never blocks, each answer is acknowledged
+    through ``acknowledge`` (the MQTT ack) and also returned to the submitter's future."""
+
+    def __init__(
+        self,
+        handle: Callable[[bytes], dict[str, object]],
+        acknowledge: Callable[[dict[str, object]], None],
+        limit: int = DESK_LIMIT,
+    ) -> None:
+        self._handle = handle
+        self._acknowledge = acknowledge
+        self._waiting: queue.Queue[tuple[bytes, Future[dict[str, object]]] | None] = queue.Queue(limit)
+        self._thread = threading.Thread(target=self._run, name="feedback", daemon=True)
+        self.received = self.stored = self.rejected = 0
+        self._counting = threading.Lock()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, payload: bytes) -> Future[dict[str, object]]:
+        answer: Future[dict[str, object]] = Future()
+        with self._counting:
+            self.received += 1
+        try:
+            self._waiting.put_nowait((payload, answer))
+        except queue.Full:
+            busy = rejected("busy", "too much feedback at once; try again", _prediction_id_of(payload))
+            self._answer(busy, answer)
+        return answer
+
+    def _run(self) -> None:
+        while (item := self._waiting.get()) is not None:
+            payload, answer = item
+            try:
+                ack = self._handle(payload)
+            except Exception as exc:  # a bug here must not end feedback handling for good
+                log.exception("feedback handling failed")
+                reason = f"the device failed to handle it: {type(exc).__name__}"
+                ack = rejected("failed", reason, _prediction_id_of(payload))
+            self._answer(ack, answer)
+
+    def _answer(self, ack: dict[str, object], answer: Future[dict[str, object]]) -> None:
+        with self._counting:
+            if ack.get("status") == "stored":
+                self.stored += 1
+            else:
+                self.rejected += 1
+        self._acknowledge(ack)
+        answer.set_result(ack)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Handle what is waiting, then end the thread."""
+        if self._thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                self._waiting.put(None, timeout=timeout_s)
+            self._thread.join(timeout_s)
+
+    def health(self) -> dict[str, object]:
+        return {
+            "feedback_received": self.received,
+            "feedback_stored": self.stored,
+            "feedback_rejected": self.rejected,
+            "feedback_waiting": self._waiting.qsize(),
+        }

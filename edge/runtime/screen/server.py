@@ -56,7 +56,15 @@ KEEPALIVE_S = 15.0
 STATUS_POLL_S = 0.5
 SHUTDOWN_POLL_S = 0.1
 BIND_RETRY_S = (1.0, 30.0)
-ACK_HTTP_STATUS = {"invalid": 400, "unknown_prediction": 404, "already_answered": 409, "store_failed": 503}
+ACK_HTTP_STATUS = {
+    "invalid": 400,
+    "unknown_prediction": 404,
+    "already_answered": 409,
+    "disk_full": 503,
+    "store_failed": 503,
+    "busy": 503,
+    "failed": 500,
+}
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
