@@ -312,6 +312,22 @@ def test_listening_beyond_loopback_requires_a_token(tmp_path, monkeypatch):
     assert read_token(ScreenConfig()) is None
 
 
+def test_check_config_refuses_a_screen_beyond_loopback_without_a_token(tmp_path, monkeypatch):
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text('[screen]\nhost = "0.0.0.0"\n', encoding="utf-8")
+    check = subprocess.run(
+        [sys.executable, "-m", "asl_edge", "check-config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode != 0
+    assert "screen.host: 0.0.0.0 is not loopback, so the screen needs a token" in check.stdout + check.stderr
+
+
 def test_screen_config_is_validated():
     config, problems = parse_config({"screen": {"host": "::1", "port": 0, "enabled": False}})
     assert problems == [] and (config.screen.host, config.screen.port) == ("::1", 0)
