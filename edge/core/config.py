@@ -179,6 +179,20 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    channel: str = _field(
+        "",
+        "release channel s3://BUCKET/PREFIX this kiosk follows (asl-edge publish); empty: off",
+        pattern="s3",
+    )
+    public_key: tuple[str, ...] = _field(
+        (), "public key file(s) whose signatures are trusted (asl-edge keygen); a list during a key rotation"
+    )
+    interval_s: float = _field(300.0, "seconds between checks of the channel", min=0.1, max=86400.0)
+    endpoint_url: str = _field("", "S3-compatible endpoint of the channel; empty: [sync] endpoint_url")
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -189,10 +203,40 @@ class Config:
     sync: SyncConfig = field(default_factory=SyncConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
 
-def _check_value(value: Any, kind: type, rules: dict[str, Any]) -> tuple[Any, str | None]:
+def update_endpoint_url(config: Config) -> str:
+    """The channel's endpoint: ``[update] endpoint_url``, else ``[sync] endpoint_url``."""
+    return config.update.endpoint_url or config.sync.endpoint_url
+
+
+def _cross_problems(config: Config) -> list[str]:
+    """Rules that join keys: what ``check-config`` and ``run`` refuse alike."""
+    if config.update.channel and not config.update.public_key:
+        return ["update.public_key: set it to the channel's public key file(s) when update.channel is set"]
+    return []
+
+
+def s3_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a usable ``s3://BUCKET[/PREFIX]``, or None."""
+    if not url.startswith("s3://"):
+        return f"{url!r} must start with s3://"
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    if not (3 <= len(bucket) <= 63 and all(c.islower() or c.isdigit() or c in ".-" for c in bucket)):
+        return f"{url!r}: the bucket name must be 3-63 lowercase letters, digits, '.' or '-'"
+    if any(part in (".", "..") for part in prefix.split("/")):
+        return f"{url!r}: '.' and '..' are not allowed in the prefix"
+    return None
+
+
+def _check_value(value: Any, kind: Any, rules: dict[str, Any]) -> tuple[Any, str | None]:
     """The value converted to ``kind``, or a problem description."""
+    if kind == tuple[str, ...]:  # one string or a list of them
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(item, str) and item for item in items):
+            return None, f"expected a string or a list of strings, got {value!r}"
+        return tuple(items), None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -209,6 +253,10 @@ def _check_value(value: Any, kind: type, rules: dict[str, Any]) -> tuple[Any, st
         and not (0 < len(value) <= 64 and all(c.isalnum() or c in "-_." for c in value) and value.isascii())
     ):
         return None, f"{value!r} must be 1-64 ASCII letters, digits, '-', '_' or '.'"
+    if rules.get("pattern") == "s3" and value:
+        problem = s3_url_problem(value)
+        if problem:
+            return None, problem
     return value, None
 
 
@@ -242,7 +290,8 @@ def parse_config(data: dict[str, Any]) -> tuple[Config, list[str]]:
             problems.append(f"{name}: unknown section; known sections: {', '.join(sections)}")
             continue
         built[name] = _build_section(name, hints[name], value, problems)
-    return Config(**built), problems
+    config = Config(**built)
+    return config, problems + _cross_problems(config)
 
 
 def read_config(path: str | Path) -> tuple[Config, list[str]]:
@@ -274,6 +323,9 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         model=dataclasses.replace(config.model, bundle=resolved(config.model.bundle)),
         storage=dataclasses.replace(config.storage, state_dir=resolved(config.storage.state_dir)),
         sync=dataclasses.replace(config.sync, credentials_file=resolved(config.sync.credentials_file)),
+        update=dataclasses.replace(
+            config.update, public_key=tuple(resolved(key) for key in config.update.public_key)
+        ),
         mqtt=dataclasses.replace(
             mqtt,
             password_file=resolved(mqtt.password_file),

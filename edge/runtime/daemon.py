@@ -37,11 +37,12 @@ from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
 from edge.runtime.feedback import handle_feedback
 from edge.runtime.health import write_health_file
 from edge.runtime.mqtt import MqttLink, mqtt_settings
-from edge.runtime.reload import ModelReloader, open_model, prepare_model
+from edge.runtime.reload import ModelReloader
 from edge.runtime.ring import FrameRing
 from edge.runtime.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings, SlidingWindows
 from edge.runtime.store import PredictionRecord, Store, StoreUsage
 from edge.runtime.sync import FeedbackSync
+from edge.runtime.updater import NO_CHANNEL_HEALTH, Updater, open_first_model
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class Daemon:
         self._store_usage: StoreUsage | None = None
         self.sync: FeedbackSync | None = None
         self.clips: ClipKeeper | None = None
+        self.updater: Updater | None = None  # [update] channel (edge/updater.py)
 
     def _stable(self, word: str, end_s: float) -> bool:
         """Motion mode publishes every sign; sliding mode a word that ``stable_windows`` windows in
@@ -244,6 +246,7 @@ class Daemon:
                 "backend": selection.backend,
                 "backend_reason": selection.reason,
                 "model": self._model_id,
+                **(self.updater.health() if self.updater else NO_CHANNEL_HEALTH),
                 "model_reload_error": self._model_reload_error,
                 **self.latencies.percentiles(),
             },
@@ -270,10 +273,14 @@ class Daemon:
         self.sync = FeedbackSync(config) if config.sync.bucket else None
         state_dir = Path(config.storage.state_dir).expanduser()
         self.clips = ClipKeeper(state_dir / CLIPS_DIR) if config.sync.clips else None
-        model = open_model(prepare_model(config.model))
+        startup = open_first_model(config)  # [update]: the last verified release, else [model] bundle
+        model = startup.model
         bundle, backend, selection = model.bundle, model.backend, model.selection
         self._model_id = model.model_id
-        reloader = ModelReloader(self.config_path, config, model, self.reload_requested)
+        release = startup.release.bundle if startup.release else None
+        reloader = ModelReloader(self.config_path, config, model, self.reload_requested, release)
+        if config.update.channel:
+            self.updater = Updater(config, reloader.load_release, startup)
         store = Store(state_dir)
         link = MqttLink(mqtt_settings(config))
         link.set_feedback_handler(
@@ -284,6 +291,8 @@ class Daemon:
         link.start()
         if self.sync:
             self.sync.start()
+        if self.updater:
+            self.updater.start()
         settings = segmenter_settings(config)
         segmenter = MotionSegmenter(settings) if settings.mode == "motion" else SlidingWindows(settings)
         meter, cropper = MotionMeter(), FrameCropper(bundle.spec.preprocessing)
@@ -321,6 +330,8 @@ class Daemon:
             link.stop()
             if self.sync:
                 self.sync.stop()
+            if self.updater:
+                self.updater.stop()
             store.close()
             backend.close()
         return 0
