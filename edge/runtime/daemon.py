@@ -119,7 +119,7 @@ class Daemon:
         self._store_usage: StoreUsage | None = None
         self.sync: FeedbackSync | None = None
         self.clips: ClipKeeper | None = None
-        self.updater: Updater | None = None  # [update] channel (edge/updater.py)
+        self.updater: Updater | None = None  # [update] channel (edge/runtime/updater.py)
 
     def _stable(self, word: str, end_s: float) -> bool:
         """Motion mode publishes every sign; sliding mode a word that ``stable_windows`` windows in

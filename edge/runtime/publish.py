@@ -141,14 +141,14 @@ def promote_release(channel_url: str, version: str, key_path: Path, settings: S3
 
 def _point(channel: Channel, version: str, private_key: Any) -> int:
     """Move ``current.json`` to ``version`` with the next sequence number; returns it."""
-    manifest = channel.read(release_key(version, RELEASE_FILE))
+    manifest = channel.read_document(release_key(version, RELEASE_FILE))
     if manifest is None:
         raise ReleaseError(f"{channel.location.url(release_key(version))} has no {RELEASE_FILE}")
     if claimed_version(manifest) != version:
         raise ReleaseError(
             f"{channel.location.url(release_key(version, RELEASE_FILE))} is not release {version}"
         )
-    current = channel.read(POINTER_FILE)
+    current = channel.read_document(POINTER_FILE)
     sequence = (ChannelPointer.sequence_of(current) if current is not None else 0) + 1
     pointer = ChannelPointer(version, hashlib.sha256(manifest).hexdigest(), sequence, utc_now())
     channel.put(POINTER_FILE, sign_document(pointer.document(), private_key), "application/json", once=False)

@@ -19,6 +19,7 @@ one it adopted, so replaying an old pointer cannot downgrade it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -46,6 +47,7 @@ PUBLIC_KEY_FILE = "asl-edge.pub"
 # leaves no room for "/", "..", hidden names or characters some S3 stores mangle.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+MAX_DOCUMENT_BYTES = 1 << 20  # a pointer or release manifest; a manifest lists a few files
 
 
 class ReleaseError(AslEdgeError):
@@ -409,17 +411,22 @@ class Channel:
         listing = self._call("list_objects_v2", prefix, Prefix=self.location.key(prefix), MaxKeys=1)
         return bool(listing.get("KeyCount", 0))
 
-    def read(self, key: str) -> bytes | None:
-        """The object's bytes; None when there is no such object."""
+    def read_document(self, key: str) -> bytes | None:
+        """A pointer's or manifest's bytes; None when there is no such object. One larger than
+        ``MAX_DOCUMENT_BYTES`` is refused unread: nobody's memory is filled through the bucket."""
         from botocore.exceptions import BotoCoreError
 
         response = self._call("get_object", key, missing_ok=True, Key=self.location.key(key))
         if response is None:
             return None
         try:
-            return bytes(response["Body"].read())
+            with contextlib.closing(response["Body"]) as body:
+                data = bytes(body.read(MAX_DOCUMENT_BYTES + 1))
         except BotoCoreError as exc:
             raise ChannelError(f"{self.location.url(key)}: {exc}") from exc
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise ReleaseRefused(f"{self.location.url(key)} is larger than {MAX_DOCUMENT_BYTES} bytes")
+        return data
 
     def stream(self, key: str, offset: int) -> Any:
         """The object's streaming body from byte ``offset`` on."""

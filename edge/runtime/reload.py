@@ -10,12 +10,18 @@ thread opens the new backend (its CUDA context must be that thread's), runs a sm
 swaps it in between two frames, closing the old one after. Any failure keeps the old model and is
 kept in ``error`` for the health message. Other sections are never half-applied: their changes
 are logged as needing a restart.
+
+A verified release from the channel (edge/runtime/updater.py) goes the same way through
+``load_release``, which answers with a future instead of ``error``; an engine for this device is
+built for it first when the running model has one. While a release runs, a reload keeps its
+bundle and applies only the rest of ``[model]``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import stat
 import threading
 import time
@@ -123,8 +129,8 @@ def smoke_test(backend: Backend) -> None:
 
 @dataclass(frozen=True)
 class ReleaseBundle:
-    """A verified release's bundle (edge/runtime/updater.py): while it runs, a reload keeps it and applies
-    only the rest of ``[model]``."""
+    """A verified release's bundle (edge/runtime/updater.py): while it runs, a reload keeps it
+    and applies only the rest of ``[model]``."""
 
     version: str
     path: Path
@@ -155,8 +161,7 @@ class ModelReloader:
         self._requested = requested
         self._worker: threading.Thread | None = None
         self._outcome: Prepared | str | None = None
-        self._releases: list[ReleaseRequest] = []
-        self._release_lock = threading.Lock()
+        self._releases: queue.SimpleQueue[ReleaseRequest] = queue.SimpleQueue()
         self._loading: ReleaseRequest | None = None
         self._settled = self._on_disk()
         self._changed: object = None
@@ -196,8 +201,7 @@ class ModelReloader:
         model has one). The future completes on the inference thread, before ``poll`` returns:
         None once the release runs, else why it does not."""
         request = ReleaseRequest(release, Future())
-        with self._release_lock:
-            self._releases.append(request)
+        self._releases.put(request)
         return request.done
 
     def poll(self) -> bool:
@@ -205,8 +209,7 @@ class ModelReloader:
         just ended."""
         if self._worker is None:
             self._watch()
-            with self._release_lock:
-                self._loading = self._releases.pop(0) if self._releases else None
+            self._loading = None if self._releases.empty() else self._releases.get()
             if self._loading is not None:
                 release = self._loading.release
                 log.info("loading release %s from %s", release.version, release.path)

@@ -147,7 +147,7 @@ class ReleaseStore:
         version = pointer.version
         staging = self.root / DOWNLOAD_DIR / version
         self._discard(self.root / DOWNLOAD_DIR, keep={version})
-        data = channel.read(release_key(version, RELEASE_FILE))
+        data = channel.read_document(release_key(version, RELEASE_FILE))
         if data is None:
             raise ReleaseRefused(f"{channel.location.url(release_key(version, RELEASE_FILE))} is missing")
         if hashlib.sha256(data).hexdigest() != pointer.release_sha256:
@@ -317,9 +317,12 @@ class Updater:
     def check(self) -> None:
         """One look at the channel: adopt what it points to, or say why not."""
         try:
-            data = self.channel.read(POINTER_FILE)
+            data = self.channel.read_document(POINTER_FILE)
         except ChannelError as exc:
             self._report(f"channel {self.url}: cannot read {POINTER_FILE}: {exc}")
+            return
+        except ReleaseRefused as exc:
+            self._report(f"channel {self.url}: {exc}")
             return
         digest = "" if data is None else hashlib.sha256(data).hexdigest()
         if digest != self._seen:
