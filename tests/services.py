@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -166,8 +167,10 @@ class MqttSubscriber:
 
     def __init__(self, port: int, topic: str, record: Callable[[mqtt.MQTTMessage], Any]) -> None:
         self.messages: queue.Queue = queue.Queue()
+        self.subscribed = threading.Event()  # set once the broker confirmed the subscription
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = lambda _c, _u, m: self.messages.put(record(m))
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()

@@ -179,6 +179,28 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class HomeAssistantConfig:
+    enabled: bool = _field(
+        False, "announce the kiosk to Home Assistant (MQTT discovery): one device with its sensors"
+    )
+    discovery_prefix: str = _field(
+        "homeassistant",
+        "Home Assistant's MQTT discovery prefix (its MQTT integration's setting)",
+        pattern="topic",
+    )
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    textfile: str = _field(
+        "",
+        "Prometheus metrics file rewritten at each health tick, for node_exporter's textfile collector "
+        "(e.g. /var/lib/prometheus/node-exporter/asl-edge.prom); empty: off",
+        suffix=".prom",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -189,6 +211,8 @@ class Config:
     sync: SyncConfig = field(default_factory=SyncConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 def _check_value(value: Any, kind: type, rules: dict[str, Any]) -> tuple[Any, str | None]:
@@ -209,7 +233,17 @@ def _check_value(value: Any, kind: type, rules: dict[str, Any]) -> tuple[Any, st
         and not (0 < len(value) <= 64 and all(c.isalnum() or c in "-_." for c in value) and value.isascii())
     ):
         return None, f"{value!r} must be 1-64 ASCII letters, digits, '-', '_' or '.'"
+    if rules.get("pattern") == "topic" and isinstance(value, str) and not _topic_ok(value):
+        return None, f"{value!r} must be an MQTT topic without wildcards (+, #) or a leading or trailing '/'"
+    if "suffix" in rules and isinstance(value, str) and value and not value.endswith(rules["suffix"]):
+        return None, f"{value!r} must be empty or end in {rules['suffix']}"
     return value, None
+
+
+def _topic_ok(topic: str) -> bool:
+    return (
+        bool(topic) and not topic.startswith("/") and not topic.endswith("/") and not set(topic) & set("+#\0")
+    )
 
 
 def _build_section(name: str, cls: type, data: Any, problems: list[str]) -> Any:
@@ -274,6 +308,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         model=dataclasses.replace(config.model, bundle=resolved(config.model.bundle)),
         storage=dataclasses.replace(config.storage, state_dir=resolved(config.storage.state_dir)),
         sync=dataclasses.replace(config.sync, credentials_file=resolved(config.sync.credentials_file)),
+        metrics=dataclasses.replace(config.metrics, textfile=resolved(config.metrics.textfile)),
         mqtt=dataclasses.replace(
             mqtt,
             password_file=resolved(mqtt.password_file),

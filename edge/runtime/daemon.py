@@ -36,6 +36,8 @@ from edge.runtime.capture import Capture, Frame, SourceSettings
 from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
 from edge.runtime.feedback import handle_feedback
 from edge.runtime.health import write_health_file
+from edge.runtime.homeassistant import DiscoveryPublisher
+from edge.runtime.metrics import DaemonCounters, MetricsTextfile
 from edge.runtime.mqtt import MqttLink, mqtt_settings
 from edge.runtime.reload import ModelReloader, open_model, prepare_model
 from edge.runtime.ring import FrameRing
@@ -118,6 +120,8 @@ class Daemon:
         self._store_usage: StoreUsage | None = None
         self.sync: FeedbackSync | None = None
         self.clips: ClipKeeper | None = None
+        self.counters = DaemonCounters()
+        self.metrics: MetricsTextfile | None = None
 
     def _stable(self, word: str, end_s: float) -> bool:
         """Motion mode publishes every sign; sliding mode a word that ``stable_windows`` windows in
@@ -169,6 +173,7 @@ class Daemon:
         # The frames the model saw: the resampled sign, or the sign itself (padded when short).
         frames = inputs[0] if len(inputs) == 1 else [ring.crops[slot] for slot in slots]
         self.latencies.inference_ms.append(inference_ms)
+        self.counters.observe_inference(inference_ms / 1000.0)
         if not self._stable(decision.word, segment.end_s):
             return
         top_k = [{"word": s.word, "score": round(s.score, 6)} for s in decision.top_k]
@@ -238,7 +243,11 @@ class Daemon:
                 # pending_feedback since the first health schema; sync_backlog beside the sync fields.
                 "pending_feedback": backlog,
                 "sync_backlog": backlog,
-                **(self.sync.health() if self.sync else {"sync_last_success": None, "sync_last_error": None}),
+                **(
+                    self.sync.health()
+                    if self.sync
+                    else {"sync_last_success": None, "sync_last_success_utc": None, "sync_last_error": None}
+                ),
                 "db_mb": self._store_usage.db_mb if self._store_usage else None,
                 "db_near_budget": self._store_usage.near_budget if self._store_usage else None,
                 "backend": selection.backend,
@@ -261,24 +270,37 @@ class Daemon:
         )
 
     def _publish_health(self, link: MqttLink, store: Store, payload: dict[str, object]) -> None:
-        """To the broker, and to ``<state_dir>/health.json`` for probes that have no broker."""
+        """To the broker, to ``<state_dir>/health.json`` for probes that have no broker, and to the
+        Prometheus textfile when one is configured."""
+        if self.metrics:
+            payload = {**payload, **self.metrics.health()}
         link.publish("health", payload, qos=0)
         write_health_file(store.path.parent, payload, self.config.health.interval_s)
+        if self.metrics:
+            self.metrics.update(payload)
 
     def run(self) -> int:
         config = self.config
         self.sync = FeedbackSync(config) if config.sync.bucket else None
         state_dir = Path(config.storage.state_dir).expanduser()
         self.clips = ClipKeeper(state_dir / CLIPS_DIR) if config.sync.clips else None
+        if config.metrics.textfile:
+            self.metrics = MetricsTextfile(Path(config.metrics.textfile), self.counters)
         model = open_model(prepare_model(config.model))
         bundle, backend, selection = model.bundle, model.backend, model.selection
         self._model_id = model.model_id
         reloader = ModelReloader(self.config_path, config, model, self.reload_requested)
         store = Store(state_dir)
         link = MqttLink(mqtt_settings(config))
-        link.set_feedback_handler(
-            lambda payload: link.publish("feedback/ack", handle_feedback(payload, store, self.clips))
-        )
+
+        def acknowledge(payload: bytes) -> None:
+            ack = handle_feedback(payload, store, self.clips)
+            self.counters.count_feedback(ack)
+            link.publish("feedback/ack", ack)
+
+        link.set_feedback_handler(acknowledge)
+        if config.homeassistant.enabled:
+            DiscoveryPublisher(config, link).start()
         source = config.source
         capture = Capture(SourceSettings(**dataclasses.asdict(config.source)))
         link.start()
@@ -319,6 +341,8 @@ class Daemon:
             capture.close()
             self._drain(link)
             link.stop()
+            if self.metrics:
+                self.metrics.stop()
             if self.sync:
                 self.sync.stop()
             store.close()

@@ -127,6 +127,8 @@ class MqttLink:
         self.settings = settings
         self.stats = MqttStats()
         self._on_feedback = on_feedback
+        self._connect_hooks: list[Callable[[], None]] = []
+        self._handlers: dict[str, tuple[Callable[[bytes], None], int]] = {}
         self._pending: collections.deque[Outgoing] = collections.deque()
         self._lock = threading.Lock()
         self._client = new_client(settings, settings.client_id)
@@ -138,6 +140,23 @@ class MqttLink:
 
     def set_feedback_handler(self, handler: Callable[[bytes], None]) -> None:
         self._on_feedback = handler
+
+    def add_connect_hook(self, hook: Callable[[], None]) -> None:
+        """Run ``hook()`` after every successful connect (on paho's network thread, after the
+        status and before queued messages go out); register before ``start``."""
+        self._connect_hooks.append(hook)
+
+    def subscribe(self, topic: str, handler: Callable[[bytes], None], qos: int = 1) -> None:
+        """Call ``handler(payload)`` on paho's thread for each message on ``topic`` (an absolute
+        topic, wildcards allowed), subscribed again on every connect; register before ``start``."""
+        self._handlers[topic] = (handler, qos)
+
+    def publish_raw(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
+        """Hand ``payload`` as it is to paho for an absolute ``topic``, only while connected: never
+        queued, for messages a connect hook sends again anyway. False when it did not go out."""
+        if not self.stats.connected:
+            return False
+        return self._client.publish(topic, payload, qos, retain).rc == mqtt.MQTT_ERR_SUCCESS
 
     def topic(self, suffix: str) -> str:
         return f"{self.settings.topic_prefix}/{suffix}"
@@ -155,7 +174,14 @@ class MqttLink:
         self.stats.connected = True
         log.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
         client.subscribe(self.topic("feedback"), qos=1)
+        for topic, (_, qos) in self._handlers.items():
+            client.subscribe(topic, qos=qos)
         client.publish(self.topic("status"), encode({"state": "online"}), qos=1, retain=True)
+        for hook in self._connect_hooks:
+            try:
+                hook()
+            except Exception:  # a hook's bug must not kill paho's network thread
+                log.exception("mqtt: connect hook failed")
         self._flush()
 
     def _disconnected(
@@ -173,6 +199,13 @@ class MqttLink:
                 self._on_feedback(bytes(message.payload))
             except Exception:  # a handler bug must not kill paho's network thread
                 log.exception("mqtt: feedback handler failed")
+            return
+        for topic, (handler, _) in self._handlers.items():
+            if mqtt.topic_matches_sub(topic, message.topic):
+                try:
+                    handler(bytes(message.payload))
+                except Exception:  # a handler bug must not kill paho's network thread
+                    log.exception("mqtt: handler for %s failed", topic)
 
     def publish(
         self, suffix: str, payload: dict[str, Any], qos: int | None = None, retain: bool = False
