@@ -10,6 +10,7 @@ import queue
 import re
 import signal
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import jinja2
@@ -19,6 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from asl_edge.cli import main
 from edge.core.config import parse_config
 from edge.runtime.homeassistant import discovery_payload, object_id
+from edge.runtime.sync import utc_iso
 from tests.services import Mosquitto, MqttSubscriber, running_daemon
 
 DEVICE = "lobby.kiosk_1"
@@ -81,6 +83,23 @@ def test_the_payload_follows_the_config():
     assert payload["availability"][0]["topic"] == "site/7/status"
     assert {c["state_topic"] for c in payload["cmps"].values()} == {"site/7/prediction", "site/7/health"}
     assert all(c["unique_id"].startswith("asl_edge_k_d2_") for c in payload["cmps"].values())
+
+
+def test_health_templates_render_a_sync_time_and_a_camera_error():
+    """What the daemon's run in this module cannot show: a finished sync pass and a broken camera."""
+    components = discovery_payload(parse_config({})[0])["cmps"]
+    health = json.dumps(
+        {
+            "sync_last_success_utc": utc_iso(1795000000.5),
+            "capture_error": "Could not open device",
+            "capture_restarts": 3,
+        }
+    ).encode()
+    last_sync = render(components["last_sync"]["value_template"], health)
+    assert datetime.fromisoformat(last_sync) == datetime.fromtimestamp(1795000000, timezone.utc)
+    assert render(components["camera_problem"]["value_template"], health) == "ON"
+    attributes = render(components["camera_problem"]["json_attributes_template"], health)
+    assert json.loads(attributes) == {"error": "Could not open device", "restarts": 3}
 
 
 @pytest.mark.parametrize("prefix", ["", "/ha", "ha/", "ha/#", "ha/+/x"])

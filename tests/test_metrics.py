@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from asl_edge.cli import main
 from edge import __version__
 from edge.runtime.metrics import DaemonCounters, MetricsSnapshot, MetricsTextfile, render
-from tests.services import Mosquitto, MqttSubscriber, running_daemon
+from tests.services import ROOT, Mosquitto, MqttSubscriber, running_daemon
 
 DEVICE = "kiosk-metrics"
 PREFIX = f"asl/{DEVICE}"
@@ -92,6 +92,17 @@ def test_render_lints_clean_and_parses_back(tmp_path):
     assert values[f'{histogram}_bucket{{le="10.0"}}'] == 3
     assert values[f'{histogram}_bucket{{le="+Inf"}}'] == values[f"{histogram}_count"] == 4
     assert math.isclose(values[f"{histogram}_sum"], 20.61)
+
+
+def test_the_readmes_alert_rules_pass_promtool(tmp_path):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- prometheus-rules:start -->")[1].split("<!-- prometheus-rules:end -->")[0]
+    rules = tmp_path / "asl-edge.rules.yml"
+    rules.write_text(block.strip().removeprefix("```yaml").removesuffix("```"), encoding="utf-8")
+    checked = subprocess.run(
+        [PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0 and "SUCCESS: 3 rules found" in checked.stdout, checked
 
 
 def test_an_unwritable_textfile_is_a_fault_in_health_until_it_is_fixed(tmp_path):
