@@ -26,6 +26,7 @@ __all__ = [
     "free_port",
     "free_port_pair",
     "running_daemon",
+    "synthetic_sentence",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,6 +141,15 @@ class SeaweedFS:
                 self.process.kill()
                 self.process.wait()
             self.process = None
+
+
+def synthetic_sentence(folder: Path, seed: int = 31) -> Path:
+    """A video of the synthetic signer signing one sentence (four words in about 10 s), for a
+    daemon to recognize; ``folder/sentences.json`` lists its words and their spans."""
+    from edge.demo.synth import write_dataset
+
+    write_dataset(folder, 0, seed, sentences=1, progress=False)
+    return folder / "sentences" / "00000.mp4"
 
 
 @contextlib.contextmanager

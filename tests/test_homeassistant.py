@@ -21,7 +21,7 @@ from asl_edge.cli import main
 from edge.core.config import parse_config
 from edge.runtime.homeassistant import discovery_payload, object_id
 from edge.runtime.sync import utc_iso
-from tests.services import Mosquitto, MqttSubscriber, running_daemon
+from tests.services import Mosquitto, MqttSubscriber, running_daemon, synthetic_sentence
 
 DEVICE = "lobby.kiosk_1"
 PREFIX = f"asl/{DEVICE}"
@@ -133,27 +133,10 @@ def kiosk(tmp_path_factory):
     """A broker, a recorder of everything on it, and a daemon with discovery on, looping a
     synthetic sentence in real time."""
     folder = tmp_path_factory.mktemp("homeassistant")
-    assert (
-        main(
-            [
-                "synth",
-                "--out",
-                str(folder),
-                "--clips",
-                "0",
-                "--seed",
-                "31",
-                "--sentences",
-                "1",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
     broker = Mosquitto(folder).start()
     recorder = Recorder(broker.port)
     assert recorder.subscribed.wait(10)
-    config = _write_config(folder, broker.port, folder / "sentences" / "00000.mp4")
+    config = _write_config(folder, broker.port, synthetic_sentence(folder))
     try:
         with running_daemon(config) as daemon:
             yield broker, recorder, config, daemon

@@ -13,10 +13,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from asl_edge.cli import main
 from edge import __version__
 from edge.runtime.metrics import DaemonCounters, MetricsSnapshot, MetricsTextfile, render
-from tests.services import ROOT, Mosquitto, MqttSubscriber, running_daemon
+from tests.services import ROOT, Mosquitto, MqttSubscriber, running_daemon, synthetic_sentence
 
 DEVICE = "kiosk-metrics"
 PREFIX = f"asl/{DEVICE}"
@@ -123,25 +122,13 @@ def test_an_unwritable_textfile_is_a_fault_in_health_until_it_is_fixed(tmp_path)
 
 
 def test_a_daemons_textfile_agrees_with_what_it_published(tmp_path):
-    synth = [
-        "synth",
-        "--out",
-        str(tmp_path),
-        "--clips",
-        "0",
-        "--seed",
-        "31",
-        "--sentences",
-        "1",
-        "--no-progress",
-    ]
-    assert main(synth) == 0
+    video = synthetic_sentence(tmp_path)
     textfile = tmp_path / "node-exporter" / "asl-edge.prom"
     textfile.parent.mkdir()
     broker = Mosquitto(tmp_path).start()
     config = tmp_path / "config.toml"
     config.write_text(
-        f'[device]\nid = "{DEVICE}"\n[source]\nuri = "file://{tmp_path / "sentences" / "00000.mp4"}"\n'
+        f'[device]\nid = "{DEVICE}"\n[source]\nuri = "file://{video}"\n'
         f'loop = true\n[mqtt]\nport = {broker.port}\n[storage]\nstate_dir = "state"\n'
         f'[health]\ninterval_s = 0.5\n[metrics]\ntextfile = "{textfile}"\n',
         encoding="utf-8",

@@ -106,28 +106,22 @@ def test_connect_hooks_and_subscriptions_come_back_with_every_connect(broker):
     assert not link.publish_raw("fleet/config", b"{}")  # not connected: not sent, not queued
     link.add_connect_hook(lambda: link.publish_raw("fleet/config", b'{"kiosk": 1}', retain=True))
     link.subscribe("fleet/+/status", received.put)
+
+    def hook_and_subscription_work(announcement: bytes) -> None:
+        config = MqttSubscriber(broker.port, "fleet/config", lambda m: (bytes(m.payload), m.retain))
+        assert config.messages.get(timeout=10) == (b'{"kiosk": 1}', True)
+        config.client.publish("fleet/ha/status", announcement, qos=1)
+        assert received.get(timeout=10) == announcement
+        config.close()
+
     link.start()
     assert _wait(lambda: link.stats.connected)
-    config = MqttSubscriber(broker.port, "fleet/config", lambda m: (bytes(m.payload), m.retain))
-    assert config.messages.get(timeout=10) == (b'{"kiosk": 1}', True)
-    config.close()
-    publisher = MqttSubscriber(broker.port, "unused", lambda m: m)
-    assert publisher.subscribed.wait(10)
-    publisher.client.publish("fleet/ha/status", b"online", qos=1)
-    assert received.get(timeout=10) == b"online"
-    publisher.close()
+    hook_and_subscription_work(b"online")
     broker.stop()
     assert _wait(lambda: not link.stats.connected)
     broker.start()  # no persistence: the retained config is gone until the hook runs again
     assert _wait(lambda: link.stats.connects == 2, timeout_s=15)
-    config = MqttSubscriber(broker.port, "fleet/config", lambda m: (bytes(m.payload), m.retain))
-    assert config.messages.get(timeout=10) == (b'{"kiosk": 1}', True)
-    config.close()
-    publisher = MqttSubscriber(broker.port, "unused", lambda m: m)
-    assert publisher.subscribed.wait(10)
-    publisher.client.publish("fleet/ha/status", b"online again", qos=1)
-    assert received.get(timeout=10) == b"online again"
-    publisher.close()
+    hook_and_subscription_work(b"online again")
     link.stop()
     assert link.pending == 0
 
