@@ -49,13 +49,16 @@ def discovery_topic(discovery_prefix: str, device_id: str) -> str:
 
 @dataclass(frozen=True)
 class Entity:
-    """One Home Assistant entity fed by one of the daemon's topics."""
+    """One Home Assistant entity fed by one of the daemon's topics (``topic`` is the suffix under
+    the kiosk's prefix); ``attributes_template`` renders a JSON object of extra attributes from
+    the same message. Keys never start with ``d`` or ``_``, so ``<object id>_<key>`` stays unique."""
 
     key: str
     platform: str
     name: str
     topic: str
     value_template: str
+    attributes_template: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -66,14 +69,9 @@ ENTITIES = (
         "Last word",
         "prediction",
         "{{ value_json.word }}",
-        {
-            "icon": "mdi:hand-wave",
-            "json_attributes_topic": "prediction",
-            "json_attributes_template": (
-                "{{ {'confidence': value_json.confidence, 'top_k': value_json.top_k, "
-                "'prediction_id': value_json.id} | tojson }}"
-            ),
-        },
+        "{{ {'confidence': value_json.confidence, 'top_k': value_json.top_k, "
+        "'prediction_id': value_json.id} | tojson }}",
+        {"icon": "mdi:hand-wave"},
     ),
     Entity(
         "confidence",
@@ -81,7 +79,7 @@ ENTITIES = (
         "Confidence",
         "prediction",
         "{{ (value_json.confidence * 100) | round(1) }}",
-        {"unit_of_measurement": "%", "state_class": "measurement", "icon": "mdi:percent"},
+        options={"unit_of_measurement": "%", "state_class": "measurement", "icon": "mdi:percent"},
     ),
     Entity(
         "camera_problem",
@@ -89,14 +87,8 @@ ENTITIES = (
         "Camera problem",
         "health",
         "{{ 'ON' if value_json.capture_error else 'OFF' }}",
-        {
-            "device_class": "problem",
-            "entity_category": "diagnostic",
-            "json_attributes_topic": "health",
-            "json_attributes_template": (
-                "{{ {'error': value_json.capture_error, 'restarts': value_json.capture_restarts} | tojson }}"
-            ),
-        },
+        "{{ {'error': value_json.capture_error, 'restarts': value_json.capture_restarts} | tojson }}",
+        {"device_class": "problem", "entity_category": "diagnostic"},
     ),
     Entity(
         "fps",
@@ -104,7 +96,7 @@ ENTITIES = (
         "Frames per second",
         "health",
         "{{ value_json.fps_in }}",
-        {"unit_of_measurement": "fps", "state_class": "measurement", "icon": "mdi:camera"},
+        options={"unit_of_measurement": "fps", "state_class": "measurement", "icon": "mdi:camera"},
     ),
     Entity(
         "inference_p95",
@@ -112,7 +104,7 @@ ENTITIES = (
         "Inference latency p95",
         "health",
         "{{ value_json.inference_ms_p95 }}",
-        {"unit_of_measurement": "ms", "device_class": "duration", "state_class": "measurement"},
+        options={"unit_of_measurement": "ms", "device_class": "duration", "state_class": "measurement"},
     ),
     Entity(
         "feedback_backlog",
@@ -120,7 +112,7 @@ ENTITIES = (
         "Feedback backlog",
         "health",
         "{{ value_json.sync_backlog }}",
-        {"state_class": "measurement", "icon": "mdi:tray-full"},
+        options={"state_class": "measurement", "icon": "mdi:tray-full"},
     ),
     Entity(
         "last_sync",
@@ -128,7 +120,7 @@ ENTITIES = (
         "Last sync",
         "health",
         "{{ value_json.sync_last_success_utc }}",
-        {"device_class": "timestamp"},
+        options={"device_class": "timestamp"},
     ),
     Entity(
         "model",
@@ -136,15 +128,8 @@ ENTITIES = (
         "Active model",
         "health",
         "{{ value_json.model }}",
-        {
-            "entity_category": "diagnostic",
-            "icon": "mdi:brain",
-            "json_attributes_topic": "health",
-            "json_attributes_template": (
-                "{{ {'backend': value_json.backend, 'reload_error': value_json.model_reload_error} "
-                "| tojson }}"
-            ),
-        },
+        "{{ {'backend': value_json.backend, 'reload_error': value_json.model_reload_error} | tojson }}",
+        {"entity_category": "diagnostic", "icon": "mdi:brain"},
     ),
 )
 
@@ -156,16 +141,20 @@ def discovery_payload(config: Config) -> dict[str, Any]:
     node = f"asl_edge_{object_id(device_id)}"
 
     def component(entity: Entity) -> dict[str, Any]:
-        options = dict(entity.options)
-        if "json_attributes_topic" in options:
-            options["json_attributes_topic"] = f"{prefix}/{options['json_attributes_topic']}"
+        topic = f"{prefix}/{entity.topic}"
+        attributes = (
+            {"json_attributes_topic": topic, "json_attributes_template": entity.attributes_template}
+            if entity.attributes_template
+            else {}
+        )
         return {
             "p": entity.platform,
             "name": entity.name,
             "unique_id": f"{node}_{entity.key}",
-            "state_topic": f"{prefix}/{entity.topic}",
+            "state_topic": topic,
             "value_template": entity.value_template,
-            **options,
+            **attributes,
+            **entity.options,
         }
 
     return {
