@@ -1,5 +1,6 @@
 """Capture through real GStreamer: files, the live test source, errors and restarts."""
 
+import itertools
 import time
 
 import cv2
@@ -27,7 +28,7 @@ def video(tmp_path_factory):
 
 
 def test_file_source_gives_every_frame_in_bgr_with_timestamps(video):
-    capture = Capture(SourceSettings(uri=f"file://{video}", realtime=False))
+    capture = Capture(SourceSettings(uri=f"file://{video}", realtime=False)).start()
     frames = _collect(capture)
     capture.close()
     assert len(frames) == 45
@@ -45,24 +46,28 @@ def test_file_source_gives_every_frame_in_bgr_with_timestamps(video):
 
 def test_realtime_file_plays_at_its_frame_rate(video):
     started = time.monotonic()
-    capture = Capture(SourceSettings(uri=f"file://{video}"))
+    capture = Capture(SourceSettings(uri=f"file://{video}")).start()
     frames = _collect(capture)
     capture.close()
     assert len(frames) >= 44
     assert time.monotonic() - started >= 1.2  # 45 frames at 30 fps
 
 
-def test_looping_file_restarts_its_timestamps(video):
-    capture = Capture(SourceSettings(uri=f"file://{video}", realtime=False, loop=True))
+def test_a_looping_file_starts_a_new_epoch_on_one_stream_clock(video):
+    capture = Capture(SourceSettings(uri=f"file://{video}", realtime=False, loop=True)).start()
     frames = _collect(capture, limit=100)
     capture.close()
     assert len(frames) == 100
-    assert frames[50].index == 5
-    assert frames[50].timestamp_s < frames[44].timestamp_s
+    assert [f.epoch for f in frames] == [0] * 45 + [1] * 45 + [2] * 10
+    assert (frames[50].index, frames[50].epoch) == (5, 1)
+    # Buffer timestamps start again at every loop; the stream clock goes on, one frame later.
+    stamps = [f.timestamp_s for f in frames]
+    assert all(b > a for a, b in itertools.pairwise(stamps))
+    assert frames[45].timestamp_s == pytest.approx(frames[44].timestamp_s + 1 / 30, abs=1e-3)
 
 
 def test_live_test_source_drops_the_oldest_when_nobody_reads():
-    capture = Capture(SourceSettings(uri="test://", width=160, height=120, fps=30, queue_frames=4))
+    capture = Capture(SourceSettings(uri="test://", width=160, height=120, fps=30, queue_frames=4)).start()
     time.sleep(1.0)
     frames = _collect(capture, limit=4)
     capture.close()
@@ -72,8 +77,8 @@ def test_live_test_source_drops_the_oldest_when_nobody_reads():
 
 
 def test_failing_live_source_is_restarted_with_backoff():
-    settings = SourceSettings(uri="v4l2:///dev/video-missing", restart_backoff_s=(0.1, 0.4))
-    capture = Capture(settings)
+    settings = SourceSettings(uri="v4l2:///dev/video-missing", reconnect_max_s=0.2)
+    capture = Capture(settings).start()
     time.sleep(1.5)
     capture.close()
     assert capture.stats.restarts >= 3
@@ -81,7 +86,7 @@ def test_failing_live_source_is_restarted_with_backoff():
 
 
 def test_missing_file_ends_the_stream_with_the_error(tmp_path):
-    capture = Capture(SourceSettings(uri=f"file://{tmp_path}/missing.mp4", realtime=False))
+    capture = Capture(SourceSettings(uri=f"file://{tmp_path}/missing.mp4", realtime=False)).start()
     assert _collect(capture, timeout_s=10) == []
     capture.close()
     assert capture.ended
@@ -106,7 +111,7 @@ def test_uris_map_to_pipelines(uri, fragment):
 
 
 def test_bad_uris_are_refused():
-    with pytest.raises(CaptureError, match="unsupported source"):
+    with pytest.raises(CaptureError, match="not a supported source"):
         pipeline_for(SourceSettings(uri="http://example/video"))
     with pytest.raises(CaptureError, match="appsink name=sink"):
         pipeline_for(SourceSettings(uri="gst:videotestsrc ! fakesink"))

@@ -83,10 +83,61 @@ def test_example_config_documents_every_key_with_its_default():
     example = Path(__file__).resolve().parent.parent / "config.example.toml"
     config, problems = read_config(example)
     assert problems == []
-    assert config == Config()
+    # The defaults, with the state directory's ~ expanded as for any path read from a file.
+    assert config.storage.state_dir == str(Path(Config().storage.state_dir).expanduser())
+    assert dataclasses.replace(config, storage=Config().storage) == Config()
     text = example.read_text()
     for section in dataclasses.fields(Config):
         assert f"[{section.name}]" in text
         for item in dataclasses.fields(section.default_factory()):
             assert f"\n{item.name} = " in text
             assert f"# {item.metadata['doc']}" in text
+
+
+REFUSED = [
+    (
+        "[segmenter]\nmin_sign_s = 5.0\nmax_sign_s = 2.0\n",
+        "segmenter.min_sign_s: 5 is not below max_sign_s 2",
+    ),
+    ("[segmenter]\nstop_fraction = 0.01\n", "segmenter.stop_fraction: 0.01 is above start_fraction"),
+    ("[segmenter]\nwindow_s = 1.0\nstride_s = 2.0\n", "segmenter.stride_s: 2 is above window_s 1"),
+    (
+        '[source]\nuri = "ftp://camera/stream"\n',
+        "source.uri: 'ftp://camera/stream' is not a supported source",
+    ),
+    ('[source]\nuri = "gst:videotestsrc ! fakesink"\n', "must end in 'appsink name=sink'"),
+    (
+        '[source]\nuri = "file:///nonexistent/video.mp4"\n',
+        "source.uri: /nonexistent/video.mp4: no such video file",
+    ),
+    ('[mqtt]\nhost = ""\n', "mqtt.host: '' is not a host name or IP address"),
+    ('[mqtt]\nhost = "broker name"\n', "mqtt.host: 'broker name' is not a host name"),
+    ('[mqtt]\ntopic_prefix = "asl/#"\n', "mqtt.topic_prefix: 'asl/#' must be topic levels"),
+    ('[mqtt]\ntopic_prefix = "kiosks/+/x"\n', "without + or # wildcards"),
+    ('[mqtt]\ntls_key = "client.key"\n', "mqtt.tls_key: a client key needs its certificate"),
+    ('[mqtt]\ntls_ca = "missing-ca.crt"\n', "mqtt TLS files cannot be used"),
+    ('[mqtt]\nusername = "kiosk"\npassword_file = "missing"\n', "mqtt.password_file: cannot read"),
+    (
+        '[sync]\nbucket = "fleet"\nendpoint_url = "not a url"\n',
+        "sync.endpoint_url: 'not a url' is not an http(s) URL",
+    ),
+    ('[sync]\nbucket = "Fleet_Bucket"\n', "sync.bucket: 'Fleet_Bucket' is not an S3 bucket name"),
+    ('[sync]\nbucket = "fleet"\ncredentials_file = "missing"\n', "sync.credentials_file: cannot read"),
+    ('[model]\nbundle = "no-such-bundle"\n', "model.bundle:"),
+    ('[model]\nbackend = "tensorrt"\n', "model.backend: backend 'tensorrt': TensorRT is not installed"),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), REFUSED, ids=[problem[:40] for _, problem in REFUSED])
+def test_run_refuses_what_check_config_refuses_with_the_same_line(tmp_path, capsys, text, problem):
+    """Every config that run refuses for its content, check-config refuses first; run refuses it
+    before starting anything, with one line and no traceback."""
+    path = _write(tmp_path, text)
+    assert main(["check-config", str(path)]) == 2
+    checked = capsys.readouterr().out.strip().splitlines()
+    assert any(problem in line for line in checked), checked
+    assert main(["run", "--config", str(path)]) == 2
+    refused = capsys.readouterr()
+    assert refused.out == ""
+    assert refused.err.count("\n") == 1 and refused.err.startswith("asl-edge: error: ")
+    assert problem in refused.err and "Traceback" not in refused.err

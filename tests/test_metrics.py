@@ -14,7 +14,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge import __version__
-from edge.runtime.metrics import DaemonCounters, MetricsSnapshot, MetricsTextfile, render
+from edge.runtime.metrics import InferenceHistogram, MetricsSnapshot, MetricsTextfile, render
 from tests.services import ROOT, Mosquitto, MqttSubscriber, running_daemon, synthetic_sentence
 
 DEVICE = "kiosk-metrics"
@@ -50,19 +50,19 @@ HEALTH = {
     "sync_backlog": 5,
     "sync_last_success": None,
     "db_mb": 0.123,
+    "feedback_received": 2,
+    "feedback_rejected": 1,
     "model": 'demo "i3d" \\ v1',
     "backend": "onnxruntime",
 }
 
 
 def test_render_lints_clean_and_parses_back(tmp_path):
-    counters = DaemonCounters()
+    inference = InferenceHistogram()
     for seconds in (0.01, 0.3, 0.3, 20.0):
-        counters.observe_inference(seconds)
-    counters.count_feedback({"status": "stored"})
-    counters.count_feedback({"status": "rejected", "reason": "payload is not JSON"})
+        inference.observe(seconds)
     path = tmp_path / "asl-edge.prom"
-    path.write_bytes(render(MetricsSnapshot(HEALTH, counters.snapshot(), up=True)))
+    path.write_bytes(render(MetricsSnapshot(HEALTH, inference.snapshot(), up=True)))
     checked = promtool_check(path)
     assert checked.returncode == 0 and checked.stdout + checked.stderr == "", checked
     values = samples(path.read_text())
@@ -107,7 +107,7 @@ def test_the_readmes_alert_rules_pass_promtool(tmp_path):
 def test_an_unwritable_textfile_is_a_fault_in_health_until_it_is_fixed(tmp_path):
     folder = tmp_path / "node-exporter"
     folder.write_text("a file where the directory should be", encoding="utf-8")
-    textfile = MetricsTextfile(folder / "asl-edge.prom", DaemonCounters())
+    textfile = MetricsTextfile(folder / "asl-edge.prom", InferenceHistogram())
     textfile.update(HEALTH)
     assert str(folder / "asl-edge.prom") in textfile.health()["metrics_error"]
     folder.unlink()
@@ -173,6 +173,6 @@ def test_a_daemons_textfile_agrees_with_what_it_published(tmp_path):
     assert values["asl_edge_frames_received_total"] == last_health["frames_in"] > 0
     assert values["asl_edge_frames_dropped_total"] == last_health["frames_dropped"]
     assert values["asl_edge_mqtt_messages_dropped_total"] == last_health["mqtt_dropped"] == 0
-    assert values["asl_edge_feedback_received_total"] == 2
-    assert values["asl_edge_feedback_rejected_total"] == 1
+    assert values["asl_edge_feedback_received_total"] == last_health["feedback_received"] == 2
+    assert values["asl_edge_feedback_rejected_total"] == last_health["feedback_rejected"] == 1
     assert [ack["status"] for ack in published("feedback/ack")] == ["stored", "rejected"]

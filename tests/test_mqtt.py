@@ -5,6 +5,7 @@ import queue
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -42,7 +43,9 @@ def _wait(predicate, timeout_s: float = 10.0) -> bool:
 
 
 def _settings(port: int, **extra) -> MqttSettings:
-    return MqttSettings(port=port, topic_prefix="asl/test", keepalive_s=2, reconnect_s=(1, 2), **extra)
+    return MqttSettings(
+        **{"port": port, "topic_prefix": "asl/test", "keepalive_s": 2, "reconnect_s": (1, 2), **extra}
+    )
 
 
 def test_status_is_retained_online_then_offline(broker):
@@ -130,7 +133,7 @@ def test_feedback_round_trip_and_rejections(broker, tmp_path):
     store = Store(tmp_path / "state")
     store.add_prediction(PredictionRecord(id="p-1", word="book", confidence=0.9, top_k=[], model_id="m"))
     link = MqttLink(_settings(broker.port))
-    link.set_feedback_handler(lambda payload: link.publish("feedback/ack", handle_feedback(payload, store)))
+    link.subscribe(link.topic("feedback"), lambda p: link.publish("feedback/ack", handle_feedback(p, store)))
     link.start()
     assert _wait(lambda: link.stats.connected)
     acks = Listener(broker.port, "asl/test/feedback/ack")
@@ -213,72 +216,92 @@ def test_unreadable_password_file_is_a_config_error(tmp_path):
         MqttLink(MqttSettings(username="kiosk", password_file=str(tmp_path / "missing")))
 
 
-def test_tls_with_a_private_ca(tmp_path):
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+def _openssl(folder: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
 
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    )
-    openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    )
-    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.crt",
-    )
-    tls = (
-        f"cafile {tmp_path / 'ca.crt'}\ncertfile {tmp_path / 'server.crt'}\n"
-        f"keyfile {tmp_path / 'server.key'}\n"
-    )
-    service = Mosquitto(tmp_path, extra=tls).start()
+
+def _certificate(folder: Path, name: str, ca: str, subject_alt_name: str) -> None:
+    """``name.key`` and ``name.crt``, signed by ``ca``."""
+    _openssl(folder, "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+             "-out", f"{name}.csr")  # fmt: skip
+    (folder / f"{name}.ext").write_text(f"subjectAltName={subject_alt_name}\n")
+    _openssl(folder, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+             "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A private CA with a server certificate for 127.0.0.1 and a client certificate, and a
+    second CA that signed nothing the broker uses."""
+    folder = tmp_path_factory.mktemp("pki")
+    for ca in ("ca", "other-ca"):
+        _openssl(folder, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={ca}",
+                 "-keyout", f"{ca}.key", "-out", f"{ca}.crt")  # fmt: skip
+    _certificate(folder, "server", "ca", "IP:127.0.0.1")
+    _certificate(folder, "client", "ca", "DNS:kiosk-1")
+    return folder
+
+
+def _tls_broker(folder: Path, pki: Path, mutual: bool = False) -> Mosquitto:
+    tls = f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'server.crt'}\nkeyfile {pki / 'server.key'}\n"
+    if mutual:
+        tls += "require_certificate true\n"
+    return Mosquitto(folder, extra=tls).start()
+
+
+def test_tls_with_a_private_ca_and_mutual_tls(pki, tmp_path):
+    service = _tls_broker(tmp_path, pki, mutual=True)
     try:
-        link = MqttLink(_settings(service.port, tls_ca=str(tmp_path / "ca.crt")))
+        link = MqttLink(
+            _settings(
+                service.port,
+                tls_ca=str(pki / "ca.crt"),
+                tls_cert=str(pki / "client.crt"),
+                tls_key=str(pki / "client.key"),
+            )
+        )
         link.start()
         assert _wait(lambda: link.stats.connected)
+        assert link.health()["mqtt_error"] is None
         link.stop()
-        plain = MqttLink(_settings(service.port))
-        plain.start()
-        time.sleep(1.0)
-        assert not plain.stats.connected
-        plain.stop()
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        (
+            "another CA",
+            "presented a certificate that was refused: self-signed certificate in certificate chain",
+        ),
+        ("another host name", "Hostname mismatch, certificate is not valid for 'localhost'"),
+        ("no client certificate", "the broker requires a client certificate"),
+        ("plain MQTT port", "connection failed"),
+    ],
+)
+def test_each_refused_connection_says_why_once_and_in_health(pki, tmp_path, caplog, case, expected):
+    service = _tls_broker(tmp_path, pki, mutual=case == "no client certificate")
+    settings = {
+        "another CA": {"tls_ca": str(pki / "other-ca.crt")},
+        "another host name": {"tls_ca": str(pki / "ca.crt"), "host": "localhost"},
+        "no client certificate": {"tls_ca": str(pki / "ca.crt")},
+        "plain MQTT port": {},
+    }[case]
+    link = MqttLink(_settings(service.port, **{"reconnect_s": (0.1, 0.2), **settings}))
+    try:
+        with caplog.at_level("WARNING", logger="edge.runtime.mqtt"):
+            link.start()
+            assert _wait(lambda: link.stats.error is not None)
+            time.sleep(1.5)  # several retries, each refused the same way
+        health = link.health()
+    finally:
+        link.stop()
+        service.stop()
+    assert health["mqtt_connected"] is False
+    assert expected in str(health["mqtt_error"])
+    logged = [record.getMessage() for record in caplog.records if expected in record.getMessage()]
+    assert len(logged) == 1, logged
 
 
 def test_an_empty_credential_is_no_password(tmp_path, monkeypatch):
@@ -290,3 +313,60 @@ def test_an_empty_credential_is_no_password(tmp_path, monkeypatch):
     assert password_path(MqttSettings(username="kiosk")) is None
     (tmp_path / "mqtt-password").write_text("s3cret\n")
     assert password_path(MqttSettings(username="kiosk")) == tmp_path / "mqtt-password"
+
+
+def test_health_never_takes_a_predictions_place_in_the_offline_queue(broker):
+    link = MqttLink(_settings(broker.port, queue_limit=3))
+    link.start()
+    assert _wait(lambda: link.stats.connected)
+    broker.stop()
+    assert _wait(lambda: not link.stats.connected)
+    for index in range(3):
+        link.publish("prediction", {"id": f"p{index}"})
+    for tick in range(20):
+        link.publish_periodic("health", {"tick": tick})
+    assert (link.pending, link.stats.dropped) == (3, 0)
+    broker.start()
+    listener = Listener(broker.port, "asl/test/+")
+    received = []
+    while len([topic for topic, _, _ in received if topic.endswith("prediction")]) < 3:
+        received.append(listener.next(timeout_s=15))
+    link.publish_periodic("health", {"tick": "now"})
+    received.append(listener.next())
+    link.stop()
+    listener.close()
+    assert [payload["id"] for topic, payload, _ in received if topic.endswith("prediction")] == [
+        "p0",
+        "p1",
+        "p2",
+    ]
+    # The offline ticks were never queued: the only health message is the one sent when connected.
+    assert [payload for topic, payload, _ in received if topic.endswith("health")] == [
+        {"schema": 1, "tick": "now"}
+    ]
+    assert link.health()["mqtt_delivered"] == 3
+
+
+def test_messages_in_flight_when_the_broker_dies_are_sent_once_to_the_next(broker):
+    """Paho had them (written, no PUBACK yet) when the broker died: they come back to the link's
+    queue on reconnect and reach the next broker exactly once each."""
+    link = MqttLink(_settings(broker.port))
+    link.start()
+    assert _wait(lambda: link.stats.connected)
+    assert broker.process is not None
+    broker.process.send_signal(subprocess.signal.SIGSTOP)
+    for index in range(5):
+        link.publish("prediction", {"id": f"p{index}"})
+    assert _wait(lambda: link.pending == 5 and not link._queue)  # all handed to paho, none acked
+    broker.process.kill()
+    broker.process.wait()
+    broker.process = None
+    broker.start()
+    listener = Listener(broker.port, "asl/test/prediction")
+    ids = [listener.next(timeout_s=20)[1]["id"] for _ in range(5)]
+    time.sleep(1.0)
+    assert listener.messages.empty(), "a message arrived twice"
+    link.stop()
+    listener.close()
+    assert ids == [f"p{index}" for index in range(5)]
+    assert (link.health()["mqtt_delivered"], link.pending, link.stats.dropped) == (5, 0, 0)

@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
+from edge.core.config import SegmenterConfig
 from edge.demo.signer import GLOSSES, render_sentence
-from edge.runtime.segment import MotionMeter, MotionSegmenter, Segment, SegmenterSettings
+from edge.runtime.segment import MotionMeter, MotionSegmenter, Segment, StableWords
 
 FPS = 30.0
 
 
-def _segments(frames: np.ndarray, settings: SegmenterSettings | None = None) -> list[Segment]:
+def _segments(frames: np.ndarray, settings: SegmenterConfig | None = None) -> list[Segment]:
     meter, segmenter, found = MotionMeter(), MotionSegmenter(settings), []
     for index, frame in enumerate(frames):
         segment = segmenter.update(index / FPS, meter(frame))
@@ -44,7 +45,7 @@ def test_a_still_scene_and_a_twitch_give_nothing():
 def test_endless_motion_is_cut_at_the_maximum_and_flush_ends_a_sign():
     rng = np.random.default_rng(1)
     noisy = rng.integers(0, 255, (200, 60, 80, 3), dtype=np.uint8)
-    segments = _segments(noisy, SegmenterSettings(max_sign_s=2.0))
+    segments = _segments(noisy, SegmenterConfig(max_sign_s=2.0))
     assert [s.cut for s in segments] == [True, True, True, False]
     assert segments[0].duration_s == pytest.approx(2.0 + 0.1 + 1 / FPS, abs=0.05)
     segmenter = MotionSegmenter()
@@ -57,18 +58,10 @@ def test_endless_motion_is_cut_at_the_maximum_and_flush_ends_a_sign():
     assert segmenter.flush() is None
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"stop_fraction": 0.01, "start_fraction": 0.001}, {"min_sign_s": 5.0}, {"rest_s": 0}]
-)
-def test_invalid_settings(kwargs):
-    with pytest.raises(ValueError):
-        SegmenterSettings(**kwargs)
-
-
 def test_sliding_windows_skip_stillness_and_follow_the_stride():
     from edge.runtime.segment import SlidingWindows
 
-    windows = SlidingWindows(SegmenterSettings(mode="sliding", window_s=1.0, stride_s=0.5))
+    windows = SlidingWindows(SegmenterConfig(mode="sliding", window_s=1.0, stride_s=0.5))
     offered = []
     for index in range(150):  # 5 s: still, moving from 2 s to 3.5 s, still again
         t = index / FPS
@@ -84,5 +77,25 @@ def test_sliding_windows_skip_stillness_and_follow_the_stride():
         4.0,
     ]  # windows ending from the first to 0.5 s after the last motion
     assert windows.flush() is None
-    with pytest.raises(ValueError, match="stride_s"):
-        SegmenterSettings(mode="sliding", window_s=1.0, stride_s=2.0)
+
+
+def test_sliding_mode_publishes_a_word_once_stable_windows_agree():
+    vote = StableWords(SegmenterConfig(mode="sliding", stride_s=0.5, stable_windows=2))
+    published = [
+        word
+        for end_s, word in [
+            (1.0, "book"),
+            (1.5, "book"),
+            (2.0, "book"),
+            (2.5, "go"),
+            (3.0, "go"),
+            (3.5, "go"),
+        ]
+        if vote.publish(word, end_s)
+    ]
+    assert published == ["book", "go"]
+    # Stillness (a gap of windows) ends the agreement: the same word can be published again.
+    assert not vote.publish("go", 9.0)
+    assert vote.publish("go", 9.5)
+    assert not vote.publish("unknown", 10.0) and not vote.publish("unknown", 10.5)
+    assert StableWords(SegmenterConfig()).publish("book", 1.0)  # motion mode: every sign

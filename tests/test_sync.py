@@ -355,17 +355,54 @@ def test_a_failing_timer_pass_is_reported_in_health(tmp_path):
     assert "Could not connect" in str(sync.health()["sync_last_error"])
 
 
+def test_a_pass_that_crashes_is_reported_and_the_worker_restarts(s3, bucket, tmp_path):
+    """Any exception, not only the sync errors it expects (here a raw SQLite error), is reported in
+    health and the worker comes back with backoff, instead of dying while health shows the last
+    success."""
+    config = load_config(_config(tmp_path, s3, bucket, interval_s=60.0))
+    write_backlog(tmp_path / "state", 3)
+    sync = FeedbackSync(config)
+    upload_all = sync._upload_all
+    crashes = []
+
+    def crash_once(store, stop):
+        if not crashes:
+            crashes.append(1)
+            raise sqlite3.OperationalError("database disk image is malformed")
+        return upload_all(store, stop)
+
+    sync._upload_all = crash_once  # type: ignore[method-assign]
+    sync.start()
+    try:
+        deadline = time.monotonic() + 10
+        while sync.last_error is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        crashed = sync.health()
+        while sync.last_success is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        recovered = sync.health()
+    finally:
+        sync.stop()
+    assert crashed == {
+        "sync_last_success": None,
+        "sync_last_success_utc": None,
+        "sync_last_error": "OperationalError: database disk image is malformed",
+    }
+    assert recovered["sync_last_error"] is None and recovered["sync_last_success"] is not None
+    assert len(_csv_rows(_objects(s3, bucket))) == 3
+
+
 def test_sync_needs_a_bucket_and_readable_credentials(tmp_path, capsys):
     empty = tmp_path / "empty.toml"
     empty.write_text("[sync]\n", encoding="utf-8")
     assert main(["sync", "--config", str(empty)]) == 2
     assert "set [sync] bucket" in capsys.readouterr().err
     broken = tmp_path / "broken.toml"
-    broken.write_text('[sync]\nbucket = "b"\ncredentials_file = "nope"\n', encoding="utf-8")
+    broken.write_text('[sync]\nbucket = "fleet"\ncredentials_file = "nope"\n', encoding="utf-8")
     assert main(["sync", "--config", str(broken)]) == 2
     assert "sync.credentials_file: cannot read" in capsys.readouterr().err
     (tmp_path / "partial").write_text("[default]\naws_access_key_id = AKIA-secret-id\n", encoding="utf-8")
-    broken.write_text('[sync]\nbucket = "b"\ncredentials_file = "partial"\n', encoding="utf-8")
+    broken.write_text('[sync]\nbucket = "fleet"\ncredentials_file = "partial"\n', encoding="utf-8")
     assert main(["sync", "--config", str(broken)]) == 2
     err = capsys.readouterr().err
     assert "needs aws_access_key_id and aws_secret_access_key" in err

@@ -2,7 +2,10 @@
 
 Every field has a default that works on a laptop and a one-line description (the ``doc`` in its
 metadata). Unknown sections and keys are rejected, so a typo never silently falls back to a
-default. Problems are reported as ``key: problem`` lines that name the fix.
+default. Every rule lives here: types, ranges and choices in the field metadata, value formats as
+``check`` functions (``edge.core.checks``), and rules that relate fields of a section in its
+``problems()``. ``check-config`` and ``run`` both call ``read_config``, so they refuse the same
+files. Problems are reported as ``key: problem`` lines that name the fix.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from edge.core import checks
 from edge.core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -70,7 +75,9 @@ class ModelConfig:
 @dataclass(frozen=True)
 class SourceConfig:
     uri: str = _field(
-        "test://", "camera or video: csi://N, v4l2:///dev/videoN, file:///path, rtsp://..., test://"
+        "test://",
+        "camera or video: csi://N, v4l2:///dev/videoN, file:///path, rtsp://..., test:// or gst:<pipeline>",
+        check=checks.source_uri,
     )
     loop: bool = _field(False, "replay a file:// source forever instead of ending the run")
     realtime: bool = _field(True, "play files at their frame rate; false reads them as fast as possible")
@@ -78,6 +85,12 @@ class SourceConfig:
     height: int = _field(480, "camera frame height in pixels", min=16, max=4320)
     fps: int = _field(30, "camera frame rate", min=1, max=240)
     queue_frames: int = _field(30, "frames buffered between capture and inference", min=1, max=1000)
+    stall_s: float = _field(
+        5.0, "a camera that delivers no frame for this long is restarted and reported", min=0.5, max=600.0
+    )
+    reconnect_max_s: float = _field(
+        2.0, "longest wait between attempts to reopen a failed camera (seconds)", min=0.1, max=300.0
+    )
 
 
 @dataclass(frozen=True)
@@ -104,12 +117,31 @@ class SegmenterConfig:
         2, "sliding mode: consecutive windows that must agree before a word is published", min=1, max=20
     )
 
+    def problems(self) -> Iterator[str]:
+        if self.stop_fraction > self.start_fraction:
+            yield (
+                f"segmenter.stop_fraction: {self.stop_fraction:g} is above start_fraction "
+                f"{self.start_fraction:g}; the rest threshold must not exceed the start threshold"
+            )
+        if self.min_sign_s >= self.max_sign_s:
+            yield (
+                f"segmenter.min_sign_s: {self.min_sign_s:g} is not below max_sign_s {self.max_sign_s:g}; "
+                "no sign could be long enough"
+            )
+        if self.stride_s > self.window_s:
+            yield (
+                f"segmenter.stride_s: {self.stride_s:g} is above window_s {self.window_s:g}; windows "
+                "would skip frames"
+            )
+
 
 @dataclass(frozen=True)
 class MqttConfig:
-    host: str = _field("127.0.0.1", "MQTT broker host")
+    host: str = _field("127.0.0.1", "MQTT broker host", check=checks.host_name)
     port: int = _field(1883, "MQTT broker port", min=1, max=65535)
-    topic_prefix: str = _field("", "topic prefix; empty for asl/<device id>")
+    topic_prefix: str = _field(
+        "", "topic prefix; empty for asl/<device id>; no + or # wildcards", check=checks.topic_prefix
+    )
     client_id: str = _field("", "MQTT client id; empty for asl-edge-<device id>")
     qos: int = _field(1, "QoS of predictions and acknowledgements", min=0, max=2)
     keepalive_s: int = _field(
@@ -128,6 +160,12 @@ class MqttConfig:
         1000, "messages kept while the broker is away; older ones are dropped and counted", min=1
     )
 
+    def problems(self) -> Iterator[str]:
+        if self.tls_key and not self.tls_cert:
+            yield "mqtt.tls_key: a client key needs its certificate in tls_cert"
+        if self.password_file and not self.username:
+            yield "mqtt.password_file: set [mqtt] username too; a password without a username is never sent"
+
 
 @dataclass(frozen=True)
 class StorageConfig:
@@ -144,9 +182,11 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class SyncConfig:
-    bucket: str = _field("", "S3 bucket for feedback batches; empty disables sync")
+    bucket: str = _field("", "S3 bucket for feedback batches; empty disables sync", check=checks.bucket_name)
     prefix: str = _field("asl-feedback", "key prefix inside the bucket")
-    endpoint_url: str = _field("", "S3-compatible endpoint (MinIO, SeaweedFS); empty for AWS S3")
+    endpoint_url: str = _field(
+        "", "S3-compatible endpoint (MinIO, SeaweedFS); empty for AWS S3", check=checks.http_url
+    )
     region: str = _field("us-east-1", "S3 region")
     interval_s: float = _field(300.0, "seconds between the daemon's sync passes", min=1.0, max=86400.0)
     batch_rows: int = _field(5000, "most feedback rows in one CSV object", min=1, max=1_000_000)
@@ -185,8 +225,8 @@ class HomeAssistantConfig:
     )
     discovery_prefix: str = _field(
         "homeassistant",
-        "Home Assistant's MQTT discovery prefix (its MQTT integration's setting)",
-        pattern="topic",
+        "Home Assistant's MQTT discovery prefix (its MQTT integration's setting); no + or # wildcards",
+        check=checks.discovery_prefix,
     )
 
 
@@ -196,7 +236,7 @@ class MetricsConfig:
         "",
         "Prometheus metrics file rewritten at each health tick, for node_exporter's textfile collector "
         "(e.g. /var/lib/prometheus/node-exporter/asl-edge.prom); empty: off",
-        suffix=".prom",
+        check=checks.prom_file,
     )
 
 
@@ -233,17 +273,11 @@ def _check_value(value: Any, kind: type, rules: dict[str, Any]) -> tuple[Any, st
         and not (0 < len(value) <= 64 and all(c.isalnum() or c in "-_." for c in value) and value.isascii())
     ):
         return None, f"{value!r} must be 1-64 ASCII letters, digits, '-', '_' or '.'"
-    if rules.get("pattern") == "topic" and isinstance(value, str) and not _topic_ok(value):
-        return None, f"{value!r} must be an MQTT topic without wildcards (+, #) or a leading or trailing '/'"
-    if "suffix" in rules and isinstance(value, str) and value and not value.endswith(rules["suffix"]):
-        return None, f"{value!r} must be empty or end in {rules['suffix']}"
+    if "check" in rules:
+        problem = rules["check"](value)
+        if problem:
+            return None, problem
     return value, None
-
-
-def _topic_ok(topic: str) -> bool:
-    return (
-        bool(topic) and not topic.startswith("/") and not topic.endswith("/") and not set(topic) & set("+#\0")
-    )
 
 
 def _build_section(name: str, cls: type, data: Any, problems: list[str]) -> Any:
@@ -262,7 +296,10 @@ def _build_section(name: str, cls: type, data: Any, problems: list[str]) -> Any:
             problems.append(f"{name}.{key}: {problem}")
         else:
             values[key] = checked
-    return cls(**values)
+    section = cls(**values)
+    if hasattr(section, "problems"):
+        problems.extend(section.problems())
+    return section
 
 
 def parse_config(data: dict[str, Any]) -> tuple[Config, list[str]]:
@@ -280,7 +317,8 @@ def parse_config(data: dict[str, Any]) -> tuple[Config, list[str]]:
 
 
 def read_config(path: str | Path) -> tuple[Config, list[str]]:
-    """Parse a TOML file; unreadable files and syntax errors are problems too."""
+    """Parse a TOML file, with relative paths resolved against its folder; unreadable files and
+    syntax errors are problems too."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -290,7 +328,8 @@ def read_config(path: str | Path) -> tuple[Config, list[str]]:
         return Config(), [f"{path}: cannot read: {exc}"]
     except tomllib.TOMLDecodeError as exc:
         return Config(), [f"{path}: invalid TOML: {exc}"]
-    return parse_config(data)
+    config, problems = parse_config(data)
+    return _resolve_paths(config, path.resolve().parent), problems
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:
@@ -337,7 +376,12 @@ def load_config(path: str | Path | None) -> Config:
     if path is None:
         return Config()
     config, problems = read_config(path)
-    config = _resolve_paths(config, Path(path).resolve().parent)
+    raise_problems(path, problems)
+    return config
+
+
+def raise_problems(path: Path, problems: list[str]) -> None:
+    """A ConfigError naming the first problem (and how many more there are), if there are any."""
     if problems:
         more = (
             f" (and {len(problems) - 1} more; run 'asl-edge check-config {path}')"
@@ -345,4 +389,3 @@ def load_config(path: str | Path | None) -> Config:
             else ""
         )
         raise ConfigError(f"{path}: {problems[0]}{more}")
-    return config

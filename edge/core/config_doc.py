@@ -34,10 +34,6 @@ def _allowed(rules: dict[str, Any]) -> str:
         return "one of " + ", ".join(f"`{choice}`" for choice in rules["choices"])
     if rules.get("pattern") == "id":
         return "1-64 ASCII letters, digits, `-`, `_` or `.`"
-    if rules.get("pattern") == "topic":
-        return "an MQTT topic without `+`, `#` or a leading or trailing `/`"
-    if "suffix" in rules:
-        return f"empty or ending in `{rules['suffix']}`"
     if "min" in rules and "max" in rules:
         return f"{rules['min']} to {rules['max']}"
     if "min" in rules:

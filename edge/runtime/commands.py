@@ -67,11 +67,12 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge.core.config import find_config_path, load_config
+    from edge.core.config import find_config_path
     from edge.runtime.daemon import run_daemon
+    from edge.runtime.preflight import load_checked
 
     path = find_config_path(args.config)
-    config = load_config(path)
+    config = load_checked(path)
     logging.getLogger().setLevel(config.logging.level.upper())
     return run_daemon(config, path)
 
@@ -137,9 +138,9 @@ def cmd_homeassistant_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from edge.core.config import read_config
+    from edge.runtime.preflight import check_file
 
-    _, problems = read_config(args.file)
+    _, problems = check_file(args.file)
     for problem in problems:
         print(problem)
     if problems:

@@ -1,28 +1,39 @@
-"""Validation of feedback messages from the kiosk UI (MQTT ``.../feedback``).
+"""Feedback from the kiosk UI (MQTT ``.../feedback``): validated, stored, acknowledged.
 
 Anything can arrive on a topic, so every field is checked before the store sees it: size, UTF-8,
 JSON, an object with known keys only, types (``correct`` must be a real boolean), identifier and
 label lengths and characters. A rejection carries one short reason for the ack topic.
+
+``FeedbackDesk`` does this work on its own thread: the SQLite fsync and a consent clip's MP4
+encoding never run on paho's network thread, and a burst of feedback waits in a bounded queue
+(when that is full, the message is refused at once with the reason).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import queue
 import re
+import threading
 import unicodedata
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 
 from edge.runtime.clips import ClipKeeper
 from edge.runtime.mqtt import MESSAGE_SCHEMA
-from edge.runtime.store import Store, StoreError, UnknownPrediction
+from edge.runtime.store import FeedbackRecord, StoreError, StoreFull, UnknownPrediction
 
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 4096
 MAX_LABEL_CHARS = 64
+DESK_LIMIT = 256  # feedback messages waiting to be stored
 _PREDICTION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _KNOWN_KEYS = {"schema", "prediction_id", "correct", "label", "consent"}
 
@@ -33,6 +44,14 @@ class Feedback:
     correct: bool
     label: str | None
     consent: bool = False
+
+
+class FeedbackStore(Protocol):
+    """Where feedback is kept: ``Store`` itself, or the daemon's ``StoreKeeper``."""
+
+    def add_feedback(
+        self, prediction_id: str, correct: bool, label: str | None, clip_file: str | None = None
+    ) -> FeedbackRecord: ...
 
 
 class FeedbackRejected(ValueError):
@@ -95,7 +114,9 @@ def _consented_clip(feedback: Feedback, clips: ClipKeeper | None) -> str | None:
         return None
 
 
-def handle_feedback(payload: bytes, store: Store, clips: ClipKeeper | None = None) -> dict[str, object]:
+def handle_feedback(
+    payload: bytes, store: FeedbackStore, clips: ClipKeeper | None = None
+) -> dict[str, object]:
     """Validate, store durably, and return the acknowledgement (or rejection) to publish.
 
     The acknowledgement carries the stored record with the predicted word, so fleet subscribers
@@ -116,7 +137,78 @@ def handle_feedback(payload: bytes, store: Store, clips: ClipKeeper | None = Non
     except UnknownPrediction as exc:
         log.warning("feedback rejected: %s", exc)
         return {"status": "rejected", "reason": str(exc), "prediction_id": feedback.prediction_id}
+    except StoreFull as exc:
+        log.error("feedback not stored: %s", exc)
+        return {"status": "rejected", "reason": "the device's disk is full; feedback cannot be stored now"}
     except StoreError as exc:
         log.error("feedback not stored: %s", exc)
         return {"status": "rejected", "reason": "the device could not store feedback; try again"}
     return {"status": "stored", "feedback": record.to_json()}
+
+
+class FeedbackDesk:
+    """Handles feedback on its own thread: ``submit`` never blocks, each answer is acknowledged
+    through ``acknowledge`` (the MQTT ack) and also returned to the submitter's future."""
+
+    def __init__(
+        self,
+        handle: Callable[[bytes], dict[str, object]],
+        acknowledge: Callable[[dict[str, object]], None],
+        limit: int = DESK_LIMIT,
+    ) -> None:
+        self._handle = handle
+        self._acknowledge = acknowledge
+        self._waiting: queue.Queue[tuple[bytes, Future[dict[str, object]]] | None] = queue.Queue(limit)
+        self._thread = threading.Thread(target=self._run, name="feedback", daemon=True)
+        self.received = self.stored = self.rejected = 0
+        self._counting = threading.Lock()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, payload: bytes) -> Future[dict[str, object]]:
+        answer: Future[dict[str, object]] = Future()
+        with self._counting:
+            self.received += 1
+        try:
+            self._waiting.put_nowait((payload, answer))
+        except queue.Full:
+            self._answer({"status": "rejected", "reason": "too much feedback at once; try again"}, answer)
+        return answer
+
+    def _run(self) -> None:
+        while (item := self._waiting.get()) is not None:
+            payload, answer = item
+            try:
+                ack = self._handle(payload)
+            except Exception as exc:  # a bug here must not end feedback handling for good
+                log.exception("feedback handling failed")
+                ack = {
+                    "status": "rejected",
+                    "reason": f"the device failed to handle it: {type(exc).__name__}",
+                }
+            self._answer(ack, answer)
+
+    def _answer(self, ack: dict[str, object], answer: Future[dict[str, object]]) -> None:
+        with self._counting:
+            if ack.get("status") == "stored":
+                self.stored += 1
+            else:
+                self.rejected += 1
+        self._acknowledge(ack)
+        answer.set_result(ack)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Handle what is waiting, then end the thread."""
+        if self._thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                self._waiting.put(None, timeout=timeout_s)
+            self._thread.join(timeout_s)
+
+    def health(self) -> dict[str, object]:
+        return {
+            "feedback_received": self.received,
+            "feedback_stored": self.stored,
+            "feedback_rejected": self.rejected,
+            "feedback_waiting": self._waiting.qsize(),
+        }

@@ -22,15 +22,16 @@ HEALTH_FILE = "health.json"
 STALE_INTERVALS = 3
 
 
-def write_health_file(state_dir: Path, payload: dict[str, Any], interval_s: float) -> None:
-    """Replace the health file; a failed write is logged, never raised (health must not stop the
-    daemon)."""
+def write_health_file(state_dir: Path, payload: dict[str, Any], interval_s: float) -> str | None:
+    """Replace the health file; returns why it could not be written (a full disk, say), never
+    raises: health must not stop the daemon."""
     path = state_dir / HEALTH_FILE
     record = {**payload, "time": round(time.time(), 3), "interval_s": interval_s}
     try:
         atomic_write_text(path, json.dumps(record, ensure_ascii=False) + "\n")
     except OSError as exc:
-        log.warning("cannot write %s: %s", path, exc)
+        return f"{path}: {exc}"
+    return None
 
 
 def read_health_file(state_dir: Path) -> dict[str, Any] | None:

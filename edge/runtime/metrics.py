@@ -5,9 +5,9 @@ one directory (``/var/lib/prometheus/node-exporter`` on Debian and Ubuntu). The 
 ``[metrics] textfile`` at each health tick and once more at shutdown (``asl_edge_up 0``), from the
 same health message it publishes, so the metrics and the health topic always agree.
 
-Counters the health message lacks (feedback outcomes, the inference-latency histogram) live in
-``DaemonCounters``, which the daemon owns and updates; nothing here is global, so two daemons in
-one process never share a registry.
+The one thing the health message lacks, the histogram of inference times, is an
+``InferenceHistogram`` that the daemon's sign pipeline owns and fills; nothing here is global, so
+two daemons in one process never share a registry.
 """
 
 from __future__ import annotations
@@ -43,49 +43,38 @@ TEXTFILE_MODE = 0o644
 
 
 @dataclass(frozen=True)
-class CountersSnapshot:
-    feedback_received: int = 0
-    feedback_rejected: int = 0
-    inference_buckets: tuple[int, ...] = (0,) * (len(INFERENCE_BUCKETS_S) + 1)
-    inference_sum_s: float = 0.0
+class HistogramSnapshot:
+    """Observations per bucket of ``INFERENCE_BUCKETS_S`` (not cumulative; the last is +Inf)."""
+
+    buckets: tuple[int, ...] = (0,) * (len(INFERENCE_BUCKETS_S) + 1)
+    sum_s: float = 0.0
 
 
 @dataclass
-class DaemonCounters:
-    """What the daemon counts for metrics beyond its health message; safe from any thread
-    (feedback arrives on the MQTT thread, latencies on the inference thread)."""
+class InferenceHistogram:
+    """Inference times, observed on the inference thread and read by the health tick."""
 
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _feedback_received: int = 0
-    _feedback_rejected: int = 0
     _buckets: list[int] = field(default_factory=lambda: [0] * (len(INFERENCE_BUCKETS_S) + 1))
     _sum_s: float = 0.0
 
-    def count_feedback(self, ack: Mapping[str, Any]) -> None:
-        """One feedback message handled; ``ack`` is what was published on ``feedback/ack``."""
-        with self._lock:
-            self._feedback_received += 1
-            self._feedback_rejected += ack.get("status") == "rejected"
-
-    def observe_inference(self, seconds: float) -> None:
+    def observe(self, seconds: float) -> None:
         with self._lock:
             self._buckets[bisect.bisect_left(INFERENCE_BUCKETS_S, seconds)] += 1
             self._sum_s += seconds
 
-    def snapshot(self) -> CountersSnapshot:
+    def snapshot(self) -> HistogramSnapshot:
         with self._lock:
-            return CountersSnapshot(
-                self._feedback_received, self._feedback_rejected, tuple(self._buckets), self._sum_s
-            )
+            return HistogramSnapshot(tuple(self._buckets), self._sum_s)
 
 
 @dataclass(frozen=True)
 class MetricsSnapshot:
-    """Everything one metrics file says: the health message as published, the daemon's counters,
+    """Everything one metrics file says: the health message as published, the inference times,
     and whether the daemon is running (false in the file left behind by a clean stop)."""
 
     health: Mapping[str, Any]
-    counters: CountersSnapshot
+    inference: HistogramSnapshot
     up: bool
 
 
@@ -99,6 +88,12 @@ _HEALTH_COUNTERS = (
         "asl_edge_mqtt_messages_dropped",
         "mqtt_dropped",
         "Outgoing MQTT messages dropped because the offline queue was full.",
+    ),
+    ("asl_edge_feedback_received", "feedback_received", "Feedback messages received."),
+    (
+        "asl_edge_feedback_rejected",
+        "feedback_rejected",
+        "Feedback messages rejected (invalid, unknown prediction or not stored).",
     ),
 )
 _HEALTH_GAUGES = (
@@ -119,7 +114,7 @@ def _number(health: Mapping[str, Any], key: str) -> float | None:
 
 def metric_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     """The metrics of one snapshot; a health field that is absent or null has no sample."""
-    health, counters = snapshot.health, snapshot.counters
+    health, inference = snapshot.health, snapshot.inference
     yield GaugeMetricFamily(
         "asl_edge_up", "1 while the daemon runs, 0 after a clean stop.", value=float(snapshot.up)
     )
@@ -151,23 +146,15 @@ def metric_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
             "1 while the camera pipeline reports an error, else 0.",
             value=float(bool(health["capture_error"])),
         )
-    yield CounterMetricFamily(
-        "asl_edge_feedback_received", "Feedback messages received.", value=counters.feedback_received
-    )
-    yield CounterMetricFamily(
-        "asl_edge_feedback_rejected",
-        "Feedback messages rejected (invalid, unknown prediction or not stored).",
-        value=counters.feedback_rejected,
-    )
     cumulative, buckets = 0, []
-    for bound, count in zip((*INFERENCE_BUCKETS_S, math.inf), counters.inference_buckets, strict=True):
+    for bound, count in zip((*INFERENCE_BUCKETS_S, math.inf), inference.buckets, strict=True):
         cumulative += count
         buckets.append((floatToGoString(bound), cumulative))
     yield HistogramMetricFamily(
         "asl_edge_inference_duration_seconds",
         "Time to classify one sign (every model input it needs).",
         buckets=buckets,
-        sum_value=counters.inference_sum_s,
+        sum_value=inference.sum_s,
     )
 
 
@@ -191,9 +178,9 @@ class MetricsTextfile:
     shutdown. A write that fails (missing directory, no permission) is a fault reported in health
     as ``metrics_error``, never a crash."""
 
-    def __init__(self, path: Path, counters: DaemonCounters) -> None:
+    def __init__(self, path: Path, inference: InferenceHistogram) -> None:
         self.path = path
-        self.counters = counters
+        self.inference = inference
         self.error: str | None = None
         self._health: Mapping[str, Any] = {}
 
@@ -208,7 +195,7 @@ class MetricsTextfile:
         return {"metrics_error": self.error}
 
     def _write(self, up: bool) -> None:
-        data = render(MetricsSnapshot(self._health, self.counters.snapshot(), up))
+        data = render(MetricsSnapshot(self._health, self.inference.snapshot(), up))
         try:
             with replacing(self.path) as temporary:
                 temporary.write_bytes(data)

@@ -3,7 +3,7 @@
 A cheap motion measure on a small grey copy of each frame (the fraction of pixels whose grey level
 changed by more than ``pixel_threshold`` since the previous frame; a fraction, because camera
 noise moves every pixel a little) drives a small state machine: motion above ``start_fraction``
-for ``start_frames`` frames starts a sign, stillness below ``stop_fraction`` for ``rest_s``
+for ``START_FRAMES`` frames starts a sign, stillness below ``stop_fraction`` for ``rest_s``
 seconds ends it. Segments shorter than ``min_sign_s`` are dropped (a twitch), longer than
 ``max_sign_s`` are cut (a signer who never rests still gets answers). Times are the frames' own
 timestamps, never the wall clock, so a file and a camera segment the same way.
@@ -17,35 +17,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge.core.config import SegmenterConfig
+from edge.core.decode import UNKNOWN_WORD
 
-@dataclass(frozen=True)
-class SegmenterSettings:
-    """Defaults suit a person at a kiosk camera, 640x480 at 30 fps; all times in seconds."""
-
-    start_fraction: float = 0.002
-    stop_fraction: float = 0.001
-    start_frames: int = 2
-    rest_s: float = 0.35
-    min_sign_s: float = 0.4
-    max_sign_s: float = 4.0
-    pre_roll_s: float = 0.1
-    post_roll_s: float = 0.1
-    mode: str = "motion"
-    window_s: float = 1.5
-    stride_s: float = 0.5
-    stable_windows: int = 2
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("motion", "sliding"):
-            raise ValueError("mode must be 'motion' or 'sliding'")
-        if not 0 < self.stride_s <= self.window_s or self.stable_windows < 1:
-            raise ValueError("need 0 < stride_s <= window_s and stable_windows >= 1")
-        if not 0 < self.stop_fraction <= self.start_fraction < 1:
-            raise ValueError("need 0 < stop_fraction <= start_fraction < 1")
-        if not 0 < self.min_sign_s < self.max_sign_s:
-            raise ValueError("need 0 < min_sign_s < max_sign_s")
-        if self.start_frames < 1 or self.rest_s <= 0:
-            raise ValueError("start_frames >= 1 and rest_s > 0 are required")
+START_FRAMES = 2  # frames in a row above start_fraction that start a sign (one is camera noise)
 
 
 class MotionMeter:
@@ -66,6 +41,10 @@ class MotionMeter:
         changed = cv2.absdiff(grey, previous) > self.pixel_threshold
         return float(np.count_nonzero(changed)) / changed.size
 
+    def reset(self) -> None:
+        """A new epoch: the next frame has no predecessor to differ from."""
+        self._previous = None
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -83,8 +62,8 @@ class Segment:
 class MotionSegmenter:
     """Feed (timestamp, motion) per frame; completed segments come back as they end."""
 
-    def __init__(self, settings: SegmenterSettings | None = None) -> None:
-        self.settings = settings or SegmenterSettings()
+    def __init__(self, settings: SegmenterConfig | None = None) -> None:
+        self.settings = settings or SegmenterConfig()
         self._streak = 0
         self._first_motion_s: float | None = None
         self._start_s: float | None = None
@@ -101,7 +80,7 @@ class MotionSegmenter:
                 if self._streak == 0:
                     self._first_motion_s = timestamp_s
                 self._streak += 1
-                if self._streak >= settings.start_frames:
+                if self._streak >= START_FRAMES:
                     self._start_s = self._first_motion_s
                     self._last_motion_s = timestamp_s
             else:
@@ -114,6 +93,10 @@ class MotionSegmenter:
         if timestamp_s - self._last_motion_s >= settings.rest_s:
             return self._close(self._last_motion_s, cut=False)
         return None
+
+    def reset(self) -> None:
+        """Forget a sign in progress (a new epoch cut it)."""
+        self._start_s, self._streak = None, 0
 
     def flush(self) -> Segment | None:
         """End of stream: the sign in progress, if any (a SIGTERM mid-sign still gets its word)."""
@@ -132,11 +115,11 @@ class SlidingWindows:
     """Fixed windows every ``stride_s`` for signers who never rest; still windows are skipped.
 
     Same interface as MotionSegmenter. A window is offered only when motion in it reached
-    ``start_fraction``, so nobody moving means no inference; the daemon's stability rule decides
-    which windows' words are published.
+    ``start_fraction``, so nobody moving means no inference; ``StableWords`` decides which windows'
+    words are published.
     """
 
-    def __init__(self, settings: SegmenterSettings) -> None:
+    def __init__(self, settings: SegmenterConfig) -> None:
         self.settings = settings
         self._first_s: float | None = None
         self._next_s = 0.0
@@ -157,5 +140,51 @@ class SlidingWindows:
             return None
         return Segment(timestamp_s - settings.window_s, timestamp_s)
 
+    @property
+    def in_sign(self) -> bool:
+        """A window is under way once motion reached ``start_fraction`` in it."""
+        return bool(self._recent) and max(m for _, m in self._recent) >= self.settings.start_fraction
+
+    def reset(self) -> None:
+        self._first_s = None
+        self._recent.clear()
+
     def flush(self) -> Segment | None:
         return None
+
+
+class StableWords:
+    """Which classified segments become published words.
+
+    Motion mode publishes every sign. Sliding mode publishes a word once ``stable_windows``
+    windows in a row agree on it, and not again until another word (or stillness: a skipped
+    window) has taken over.
+    """
+
+    def __init__(self, settings: SegmenterConfig) -> None:
+        self.settings = settings
+        self._votes: collections.deque[str] = collections.deque(maxlen=settings.stable_windows)
+        self._last_published: str | None = None
+        self._last_vote_s = float("-inf")
+
+    def publish(self, word: str, end_s: float) -> bool:
+        settings = self.settings
+        if settings.mode == "motion":
+            return True
+        if end_s - self._last_vote_s > 1.5 * settings.stride_s:
+            self.reset()
+        self._last_vote_s = end_s
+        self._votes.append(word)
+        recent = list(self._votes)
+        agreed = len(recent) == settings.stable_windows and len(set(recent)) == 1 and word != UNKNOWN_WORD
+        if agreed and word != self._last_published:
+            self._last_published = word
+            return True
+        if not agreed and len(set(recent)) > 1:
+            self._last_published = None
+        return False
+
+    def reset(self) -> None:
+        self._votes.clear()
+        self._last_published = None
+        self._last_vote_s = float("-inf")

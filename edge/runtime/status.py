@@ -185,6 +185,9 @@ def format_status(report: StatusReport) -> str:
             f"frames        {health.get('fps_in')} fps in, {health.get('fps_out')} fps out, "
             f"{health.get('frames_dropped')} dropped, {health.get('capture_restarts')} capture restarts",
             f"camera error  {health.get('capture_error') or 'none'}",
+            f"disk          {health.get('disk_free_mb')} MB free; store error: "
+            f"{health.get('store_error') or 'none'}; "
+            f"{health.get('predictions_unstored')} predictions not stored",
             f"model         {health.get('model')} on {health.get('backend')} "
             f"({health.get('backend_reason')})",
             f"model reload  {health.get('model_reload_error') or 'ok'}",
@@ -192,7 +195,12 @@ def format_status(report: StatusReport) -> str:
             f"p95 {_ms(health.get('inference_ms_p95'))}; sign end to publish "
             f"p50 {_ms(health.get('sign_end_to_publish_ms_p50'))}, "
             f"p95 {_ms(health.get('sign_end_to_publish_ms_p95'))}",
-            f"mqtt          {health.get('mqtt_pending')} queued, {health.get('mqtt_dropped')} dropped",
+            f"mqtt          {health.get('mqtt_pending')} queued, {health.get('mqtt_dropped')} dropped"
+            + (
+                f" (the daemon's last broker problem: {health['mqtt_error']})"
+                if health.get("mqtt_error")
+                else ""
+            ),
         ]
         lines += [f"{key:<13} {value}" for key, value in health.items() if "sync" in key]
     if report.store is not None:

@@ -16,8 +16,10 @@ up to ``BUSY_TIMEOUT_S``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
+import shutil
 import sqlite3
 import threading
 import time
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 DB_FILE = "asl-edge.db"
 BUSY_TIMEOUT_S = 10.0
 BUDGET_WARNING_FRACTION = 0.9
+LOW_SPACE_MB = 1.0  # below this, an I/O error of SQLite is taken for a full disk
+SQLITE_FULL = 13
 _PAGE_ROWS = 500
 
 # Schema migrations: entry N brings a database from version N-1 to N, keeping every row. A new
@@ -84,6 +88,10 @@ DB_SCHEMA = len(_MIGRATIONS)
 
 class StoreError(AslEdgeError):
     """The store cannot be opened or written."""
+
+
+class StoreFull(StoreError):
+    """The disk holding the store has no room: a state the daemon reports and recovers from."""
 
 
 class UnknownPrediction(StoreError):
@@ -188,8 +196,28 @@ class Store:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
         except (sqlite3.DatabaseError, OSError) as exc:
-            raise StoreError(f"{self.path}: cannot open the store: {exc}") from exc
+            raise self._failure("cannot open the store", exc) from exc
         self._migrate()
+
+    def _failure(self, action: str, exc: BaseException) -> StoreError:
+        """The error to raise for ``exc``: ``StoreFull``, with the space left, when the disk has
+        no room (SQLite says so, or an I/O error on a disk with almost nothing free)."""
+        message = f"{self.path}: {action}: {exc}"
+        free_mb = free_space_mb(self.path.parent)
+        full = (
+            getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL
+            or "disk is full" in str(exc)
+            or getattr(exc, "errno", None) == errno.ENOSPC
+            or (
+                isinstance(exc, (sqlite3.OperationalError, OSError))
+                and free_mb is not None
+                and free_mb < LOW_SPACE_MB
+            )
+        )
+        if full:
+            where = f"{free_mb:.1f} MB free" if free_mb is not None else "free space unknown"
+            return StoreFull(f"{message} (the disk is full: {where} in {self.path.parent})")
+        return StoreError(message)
 
     @contextlib.contextmanager
     def _atomic(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -201,13 +229,21 @@ class Store:
                     yield self._db
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    # SQLite may have rolled back already (a full disk does): roll back only what is
+                    # left, and never let the rollback hide the error that caused it.
+                    with contextlib.suppress(sqlite3.Error):
+                        if self._db.in_transaction:
+                            self._db.execute("ROLLBACK")
                     raise
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"{self.path}: {action}: {exc}") from exc
+            except (sqlite3.DatabaseError, OSError) as exc:
+                raise self._failure(action, exc) from exc
 
     def _migrate(self) -> None:
-        """Create or upgrade the schema in one transaction (another process may race us to it)."""
+        """Create or upgrade the schema in one transaction (another process may race us to it); a
+        current store is only read, so it opens on a full disk too."""
+        current = self._read("PRAGMA user_version")[0][0]
+        if current == DB_SCHEMA:
+            return
         with self._atomic("cannot open the store") as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > DB_SCHEMA:
@@ -226,14 +262,14 @@ class Store:
             try:
                 return self._db.execute(sql, parameters)
             except sqlite3.DatabaseError as exc:
-                raise StoreError(f"{self.path}: write failed: {exc}") from exc
+                raise self._failure("write failed", exc) from exc
 
     def _read(self, sql: str, parameters: tuple[object, ...] = ()) -> list[tuple]:
         with self._lock:
             try:
                 return self._db.execute(sql, parameters).fetchall()
             except sqlite3.DatabaseError as exc:
-                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+                raise self._failure("read failed", exc) from exc
 
     def add_prediction(self, record: PredictionRecord) -> None:
         self._write(
@@ -403,6 +439,14 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def free_space_mb(folder: Path) -> float | None:
+    """Megabytes free for this process on the file system holding ``folder`` (None if unknown)."""
+    try:
+        return round(shutil.disk_usage(folder).free / 1e6, 3)
+    except OSError:
+        return None
 
 
 def _counts(db: sqlite3.Connection) -> dict[str, int]:

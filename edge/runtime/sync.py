@@ -40,6 +40,7 @@ from edge.core.credentials import systemd_credential
 from edge.core.errors import AslEdgeError
 from edge.runtime.clips import CLIPS_DIR
 from edge.runtime.store import Store, StoreError, SyncBatch, SyncRow
+from edge.runtime.worker import Backoff, Supervised
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ class FeedbackSync:
         self.last_success: float | None = None
         self.last_error: str | None = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker: Supervised | None = None
 
     def run_pass(self, lock_wait_s: float = 0.0, stop: threading.Event | None = None) -> PassResult:
         """Upload every unsynced row; raises SyncBusy, UploadFailed or SyncInterrupted otherwise."""
@@ -407,18 +408,20 @@ class FeedbackSync:
             os.close(descriptor)
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="sync", daemon=True)
-        self._thread.start()
+        """Passes every ``interval_s`` on a supervised thread: a pass that crashes is reported in
+        ``sync_last_error`` and the worker restarts with backoff."""
+        interval_s = self.settings.interval_s
+        self._worker = Supervised("sync", self._run_forever, Backoff(1.0, interval_s, 2 * interval_s))
+        self._worker.start()
 
     def stop(self, timeout_s: float = 1.5) -> None:
         """Ends the timer; an upload in flight is abandoned after ``timeout_s`` and re-sent next time."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        if self._worker is not None:
+            self._worker.stop(timeout_s)
 
-    def _loop(self) -> None:
-        while True:
+    def _run_forever(self, stop: threading.Event) -> None:
+        while not self._stop.is_set():
             try:
                 result = self.run_pass()
                 if result.batches:
@@ -430,7 +433,10 @@ class FeedbackSync:
             except (SyncError, StoreError) as exc:
                 self.last_error = str(exc)
                 log.warning("sync pass failed (retrying in %.0f s): %s", self.settings.interval_s, exc)
-            if self._stop.wait(self.settings.interval_s):
+            except Exception as exc:  # reported here, restarted by the supervisor
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                raise
+            if self._stop.wait(self.settings.interval_s) or stop.is_set():
                 return
 
     def health(self) -> dict[str, object]:

@@ -30,8 +30,8 @@ class Selection:
     reason: str
 
 
-def _engine_for(bundle: Bundle, precision: str, build_if_missing: bool) -> tuple[Path, str] | str:
-    """This device's engine and why (built now when allowed), or the reason there is none."""
+def _find_engine(bundle: Bundle, precision: str) -> tuple[Path, str] | str:
+    """This device's engine and why, or the reason there is none (nothing is built)."""
     from edge.runtime.backends.tensorrt.backend import tensorrt_available
     from edge.runtime.backends.tensorrt.engines import current_device, select_engine
 
@@ -39,21 +39,42 @@ def _engine_for(bundle: Bundle, precision: str, build_if_missing: bool) -> tuple
         return "TensorRT is not installed (it comes with JetPack on the Jetson)"
     wanted = None if precision == "auto" else precision
     engine = select_engine(bundle.path, current_device(), bundle.checksums(), wanted)
-    reason = f"engine {engine.name}" if engine else ""
     if engine is None:
-        if not build_if_missing:
-            label = f"{wanted} engine" if wanted else "engine"
-            return (
-                f"no {label} for this device in {bundle.path / 'engines'}; run "
-                f"'asl-edge build {bundle.path} --precision {wanted or 'fp16'}' or set "
-                "[model] build_if_missing = true"
-            )
-        from edge.runtime.backends.tensorrt.build import build_engine
+        label = f"{wanted} engine" if wanted else "engine"
+        return (
+            f"no {label} for this device in {bundle.path / 'engines'}; run "
+            f"'asl-edge build {bundle.path} --precision {wanted or 'fp16'}' or set "
+            "[model] build_if_missing = true"
+        )
+    return engine, f"engine {engine.name}"
 
-        log.info("building a %s TensorRT engine for this device (build_if_missing)", wanted or "fp16")
-        engine = build_engine(bundle.path, wanted or "fp16")
-        reason = f"engine {engine.name}, built at start"
-    return engine, reason
+
+def _engine_for(bundle: Bundle, precision: str, build_if_missing: bool) -> tuple[Path, str] | str:
+    """This device's engine and why (built now when allowed), or the reason there is none."""
+    from edge.runtime.backends.tensorrt.backend import tensorrt_available
+
+    found = _find_engine(bundle, precision)
+    if not isinstance(found, str) or not build_if_missing or not tensorrt_available():
+        return found
+    from edge.runtime.backends.tensorrt.build import build_engine
+
+    wanted = "fp16" if precision == "auto" else precision
+    log.info("building a %s TensorRT engine for this device (build_if_missing)", wanted)
+    engine = build_engine(bundle.path, wanted)
+    return engine, f"engine {engine.name}, built at start"
+
+
+def backend_problem(bundle: Bundle, choice: str, precision: str, build_if_missing: bool) -> str | None:
+    """Why ``open_backend`` would refuse ``choice`` on this machine, found without opening or
+    building anything (``auto`` always finds a backend)."""
+    from edge.runtime.backends.tensorrt.backend import tensorrt_available
+
+    if choice != "tensorrt":
+        return None
+    found = _find_engine(bundle, precision)
+    if isinstance(found, str) and not (build_if_missing and tensorrt_available()):
+        return f"backend 'tensorrt': {found}"
+    return None
 
 
 def _open_tensorrt(bundle: Bundle, precision: str, build_if_missing: bool) -> tuple[Backend, str] | str:

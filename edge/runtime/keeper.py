@@ -1,0 +1,152 @@
+"""The daemon's store as a state: a full disk is reported and recovered from, never a crash.
+
+``StoreKeeper`` holds the daemon's one ``Store``. A write that fails because the disk is full is
+reported (the prediction was still published, and is counted as unstored; feedback is refused
+with the reason) and the next write simply tries again; the first one that succeeds clears the
+fault. A store that cannot be opened because the disk is full does not stop the daemon either:
+it recognizes and publishes without a store, and the keeper tries to open it again at every
+health tick. Any other reason a store cannot be opened (a damaged file, a newer schema, no
+permission) is a configuration problem and stops the start with that reason.
+
+Free space and the store's size are measured at every health tick (a ``statvfs`` and two
+``stat``s), so health shows a filling disk before it is full.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from edge.runtime.store import (
+    FeedbackRecord,
+    PredictionRecord,
+    Store,
+    StoreError,
+    StoreFull,
+    StoreUsage,
+    UnknownPrediction,
+    free_space_mb,
+)
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(StoreError):
+    """The store is not open (the disk was full when the daemon tried to open it)."""
+
+
+class StoreKeeper:
+    """Thread-safe: the inference thread records predictions, the feedback worker feedback."""
+
+    def __init__(self, state_dir: Path, max_db_mb: float) -> None:
+        self.state_dir = state_dir
+        self.max_db_mb = max_db_mb
+        self.error: str | None = None
+        self.unstored_predictions = 0
+        self.usage: StoreUsage | None = None
+        self.free_mb: float | None = None
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """At start: a full disk is a state; any other failure is raised (the start fails)."""
+        try:
+            self._store = Store(self.state_dir)
+        except StoreFull as exc:
+            self._fault(str(exc))
+
+    @property
+    def store(self) -> Store | None:
+        return self._store
+
+    def _open_store(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                try:
+                    self._store = Store(self.state_dir)
+                except StoreError as exc:
+                    raise StoreUnavailable(str(exc)) from exc
+            return self._store
+
+    def _fault(self, reason: str) -> None:
+        if reason != self.error:
+            log.error("store: %s; recognizing goes on, feedback is refused until there is room", reason)
+        self.error = reason
+
+    def _healthy(self) -> None:
+        if self.error is not None:
+            log.info("store: writable again (was: %s)", self.error)
+            self.error = None
+
+    def add_prediction(self, record: PredictionRecord) -> bool:
+        """Store a prediction; False (counted, reported) when the store cannot take it."""
+        try:
+            self._open_store().add_prediction(record)
+        except StoreError as exc:
+            self.unstored_predictions += 1
+            self._fault(str(exc))
+            return False
+        self._healthy()
+        return True
+
+    def add_feedback(
+        self, prediction_id: str, correct: bool, label: str | None, clip_file: str | None = None
+    ) -> FeedbackRecord:
+        """``Store.add_feedback``; a store that cannot write raises (the caller refuses the feedback)."""
+        try:
+            record = self._open_store().add_feedback(prediction_id, correct, label, clip_file)
+        except UnknownPrediction as exc:
+            if self.error is not None:  # likely one of the predictions the store could not take
+                kind = StoreFull if "disk is full" in self.error else StoreError
+                raise kind(f"{exc}; {self.error}") from exc
+            raise
+        except StoreError as exc:
+            self._fault(str(exc))
+            raise
+        self._healthy()
+        return record
+
+    def tick(self) -> None:
+        """Measure free space and the store's size; open a store that could not be opened yet."""
+        self.free_mb = free_space_mb(self.state_dir)
+        store = self._store
+        if store is None:
+            try:
+                self._open_store()
+                self._healthy()
+            except StoreUnavailable as exc:
+                self._fault(str(exc))
+            return
+        self.usage = store.usage(self.max_db_mb)
+
+    def maintain(self, retention_days: float) -> None:
+        """Prune old predictions and warn near the disk budget; a store fault is only reported."""
+        if self._store is None:
+            return
+        try:
+            self.usage = self._store.maintain(retention_days, self.max_db_mb)
+        except StoreError as exc:
+            self._fault(str(exc))
+
+    def pending_feedback(self) -> int | None:
+        if self._store is None:
+            return None
+        try:
+            return self._store.counts()["pending_feedback"]
+        except StoreError as exc:
+            self._fault(str(exc))
+            return None
+
+    def health(self) -> dict[str, object]:
+        return {
+            "store_error": self.error,
+            "predictions_unstored": self.unstored_predictions,
+            "disk_free_mb": self.free_mb,
+            "db_mb": self.usage.db_mb if self.usage else None,
+            "db_near_budget": self.usage.near_budget if self.usage else None,
+        }
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

@@ -1,0 +1,176 @@
+"""From frames to words: the recognizing half of the daemon, with no I/O of its own.
+
+Each frame is cropped once into the ring, its motion measured and the segmenter told. A sign the
+segmenter closes becomes the model's inputs by the bundle's sampling rule, is classified, and, if
+the publication rule agrees (every sign in motion mode, a stable word in sliding mode), comes back
+as a ``Sign`` for the daemon to store and publish.
+
+Frames of two epochs (a camera reconnect, a file loop) are never mixed: a new epoch resets the
+motion meter, the segmenter and the vote, and a sign the restart cut short is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.core.bundle import ModelSpec
+from edge.core.config import ModelConfig, SegmenterConfig
+from edge.core.decode import Scored, class_scores, combine_windows, decode
+from edge.core.preprocess import FrameCropper, frames_to_clip
+from edge.core.sampling import model_inputs
+from edge.runtime.backends.base import Backend
+from edge.runtime.capture import Frame
+from edge.runtime.metrics import InferenceHistogram
+from edge.runtime.ring import FrameRing
+from edge.runtime.segment import MotionMeter, MotionSegmenter, Segment, SlidingWindows, StableWords
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Latencies:
+    """Recent latencies in milliseconds, for the health message's percentiles; every inference time
+    also in a histogram, for the Prometheus metrics."""
+
+    inference_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=200))
+    frame_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=1000))
+    sign_end_to_publish_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=200)
+    )
+    inference_s: InferenceHistogram = field(default_factory=InferenceHistogram)
+
+    def percentiles(self) -> dict[str, float | None]:
+        def pct(values: collections.deque[float], q: float) -> float | None:
+            return round(float(np.percentile(values, q)), 1) if values else None
+
+        return {
+            "frame_ms_p50": pct(self.frame_ms, 50),
+            "frame_ms_p95": pct(self.frame_ms, 95),
+            "inference_ms_p50": pct(self.inference_ms, 50),
+            "inference_ms_p95": pct(self.inference_ms, 95),
+            "sign_end_to_publish_ms_p50": pct(self.sign_end_to_publish_ms, 50),
+            "sign_end_to_publish_ms_p95": pct(self.sign_end_to_publish_ms, 95),
+        }
+
+
+@dataclass(frozen=True)
+class Sign:
+    """A recognized sign. ``frames`` are the crops the model saw, views into the ring that stay
+    valid until the next frame is fed: copy them to keep them."""
+
+    word: str
+    confidence: float
+    top_k: tuple[Scored, ...]
+    start_s: float
+    end_s: float
+    inference_ms: float
+    ended_at: float  # time.monotonic() when the frame that ended the sign's motion arrived
+    frames: list[np.ndarray]
+
+    @property
+    def fps(self) -> float:
+        return len(self.frames) / max(self.end_s - self.start_s, 0.1)
+
+
+def ring_capacity(segmenter: SegmenterConfig, fps: int) -> int:
+    """Enough crops for the longest sign (or window) with its rolls, at up to twice the nominal rate."""
+    span_s = (
+        max(segmenter.max_sign_s, segmenter.window_s) + segmenter.pre_roll_s + segmenter.post_roll_s + 1.0
+    )
+    return int(span_s * max(fps, 30) * 2)
+
+
+class SignPipeline:
+    """Owned by the inference thread: ``feed`` each frame, ``finish`` at the end of the stream."""
+
+    def __init__(self, segmenter: SegmenterConfig, model: ModelConfig, spec: ModelSpec, fps: int) -> None:
+        self.settings = segmenter
+        self.model = model
+        self.latencies = Latencies()
+        self.frames = 0
+        self.signs_cut = 0
+        self.epoch: int | None = None
+        self._capacity = ring_capacity(segmenter, fps)
+        self._cropper = FrameCropper(spec.preprocessing)
+        self._ring = FrameRing(self._capacity, spec.preprocessing.crop_size)
+        self._meter = MotionMeter()
+        self._segmenter = (
+            MotionSegmenter(segmenter) if segmenter.mode == "motion" else SlidingWindows(segmenter)
+        )
+        self._vote = StableWords(segmenter)
+        self._clip: np.ndarray | None = None
+
+    def adopt(self, model: ModelConfig, spec: ModelSpec) -> None:
+        """A reloaded model: its decoding settings, and a new ring when its crop differs (the sign
+        in progress is lost then)."""
+        self.model = model
+        if spec.preprocessing != self._cropper.params:
+            self._cropper = FrameCropper(spec.preprocessing)
+            self._ring = FrameRing(self._capacity, spec.preprocessing.crop_size)
+            self._segmenter.reset()
+
+    def feed(self, frame: Frame, backend: Backend) -> Sign | None:
+        arrived = time.monotonic()
+        if frame.epoch != self.epoch:
+            self._new_epoch(frame.epoch)
+        self._ring.push(self._cropper(frame.image), frame.timestamp_s, arrived, frame.epoch)
+        segment = self._segmenter.update(frame.timestamp_s, self._meter(frame.image))
+        self.latencies.frame_ms.append((time.monotonic() - arrived) * 1000.0)
+        self.frames += 1
+        return self._classify(segment, backend) if segment is not None else None
+
+    def finish(self, backend: Backend) -> Sign | None:
+        """End of the stream (or a stop): the sign in progress still gets its word."""
+        segment = self._segmenter.flush()
+        return self._classify(segment, backend) if segment is not None else None
+
+    def _new_epoch(self, epoch: int) -> None:
+        if self.epoch is not None:
+            if self._segmenter.in_sign:
+                self.signs_cut += 1
+                log.info("a sign in progress was cut by the source's restart; it is dropped")
+            self._segmenter.reset()
+            self._meter.reset()
+            self._vote.reset()
+        self.epoch = epoch
+
+    def _classify(self, segment: Segment, backend: Backend) -> Sign | None:
+        ring = self._ring
+        slots = ring.between(segment.start_s, segment.end_s, self.epoch or 0)
+        if len(slots) == 0:
+            return None
+        # When the frame that ended the sign's motion reached the daemon (before the rest and roll).
+        ended = slots[ring.stamps[slots] <= segment.end_s - self.settings.post_roll_s]
+        ended_at = float(ring.arrivals[ended[-1] if len(ended) else slots[-1]])
+        spec, model = backend.spec, self.model
+        started = time.perf_counter()
+        inputs = list(model_inputs((ring.crops[slot] for slot in slots), spec.frames, spec.sampling))
+        scores = []
+        for crops in inputs:
+            self._clip = frames_to_clip(crops, self._clip)
+            scores.append(class_scores(backend.infer(self._clip), model.combine).copy())
+        inference_ms = (time.perf_counter() - started) * 1000.0
+        self.latencies.inference_ms.append(inference_ms)
+        self.latencies.inference_s.observe(inference_ms / 1000.0)
+        decision = decode(
+            combine_windows(scores, model.combine), spec.labels, model.top_k, model.min_confidence
+        )
+        if not self._vote.publish(decision.word, segment.end_s):
+            return None
+        # The frames the model saw: the resampled sign, or the sign itself (padded when short).
+        seen = inputs[0] if len(inputs) == 1 else [ring.crops[slot] for slot in slots]
+        return Sign(
+            decision.word,
+            decision.confidence,
+            decision.top_k,
+            segment.start_s,
+            segment.end_s,
+            inference_ms,
+            ended_at,
+            seen,
+        )

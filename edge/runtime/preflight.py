@@ -1,0 +1,69 @@
+"""What ``asl-edge run`` checks before it starts anything, and ``asl-edge check-config`` checks too.
+
+The schema (``edge.core.config``) refuses bad values; this adds what needs the files and the
+machine: the model bundle loads, the backend the config asks for can run here, a file source
+exists, the MQTT password and TLS files load, and the S3 credentials file reads. So every config
+that ``run`` would refuse for its content is refused by ``check-config`` first, with the same
+one-line reason, and ``run`` never starts half of itself on a config it cannot use.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+
+from edge.core.bundle import load_bundle, resolve_bundle_path
+from edge.core.config import Config, find_config_path, raise_problems, read_config
+from edge.core.errors import AslEdgeError
+from edge.runtime.backends.select import backend_problem
+from edge.runtime.mqtt import mqtt_settings, new_client
+from edge.runtime.sync import credentials_path, read_credentials
+
+
+def problems(config: Config) -> list[str]:
+    """Every problem of a schema-valid config on this machine, one line each."""
+    found = []
+    model = config.model
+    try:
+        bundle = load_bundle(resolve_bundle_path(None, model.bundle))
+    except AslEdgeError as exc:
+        found.append(f"model.bundle: {exc}")
+    else:
+        problem = backend_problem(bundle, model.backend, model.precision, model.build_if_missing)
+        if problem:
+            found.append(f"model.backend: {problem}")
+    uri = urllib.parse.urlsplit(config.source.uri)
+    if uri.scheme == "file" and not Path(urllib.parse.unquote(uri.path)).is_file():
+        found.append(f"source.uri: {urllib.parse.unquote(uri.path)}: no such video file")
+    try:
+        new_client(mqtt_settings(config), "asl-edge-preflight")
+    except AslEdgeError as exc:
+        found.append(str(exc))
+    if config.sync.bucket:
+        credentials = credentials_path(config.sync.credentials_file)
+        try:
+            if credentials is not None:
+                read_credentials(credentials)
+        except AslEdgeError as exc:
+            found.append(str(exc))
+    return found
+
+
+def check_file(path: str | Path) -> tuple[Config, list[str]]:
+    """The config at ``path`` with every problem: the schema's, then (when it has none) this
+    machine's."""
+    config, found = read_config(path)
+    return config, found or problems(config)
+
+
+def load_checked(path: str | Path | None) -> Config:
+    """The config ``run`` uses (``path``, ``$ASL_EDGE_CONFIG``, /etc/asl-edge, or the defaults),
+    checked whole; raises ConfigError naming the first problem."""
+    located = find_config_path(path)
+    if located is None:
+        config = Config()
+        raise_problems(Path("the default config"), problems(config))
+        return config
+    config, found = check_file(located)
+    raise_problems(located, found)
+    return config
