@@ -20,6 +20,7 @@ setup(
     package_data={"edge.demo": ["bundle/*"]},
     install_requires=[
         "boto3>=1.36",
+        "cryptography>=42",  # Ed25519 signatures of model releases
         "numpy>=1.24",
         "onnxruntime>=1.17",
         "opencv-python-headless>=4.8",

@@ -18,6 +18,7 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 def source_uri(uri: str) -> str | None:
+    """One of the source forms (a ``gst:`` pipeline ending in ``appsink name=sink``)."""
     if uri.startswith("gst:"):
         description = uri[4:]
         if "appsink" not in description or "name=sink" not in description:
@@ -91,3 +92,17 @@ def bucket_name(bucket: str) -> str | None:
     if not bucket or (_BUCKET.fullmatch(bucket) and ".." not in bucket):
         return None
     return f"{bucket!r} is not an S3 bucket name (3-63 lower-case letters, digits, '.' and '-')"
+
+
+def s3_url(url: str) -> str | None:
+    """Empty, or ``s3://BUCKET/PREFIX`` (a valid bucket name; no '.' or '..' in the prefix)."""
+    if not url:
+        return None
+    if not url.startswith("s3://"):
+        return f"{url!r} must start with s3://"
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    if not bucket or bucket_name(bucket) is not None:
+        return f"{url!r}: the bucket name must be 3-63 lower-case letters, digits, '.' and '-'"
+    if any(part in (".", "..") for part in prefix.split("/")):
+        return f"{url!r}: '.' and '..' are not allowed in the prefix"
+    return None

@@ -219,6 +219,26 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    channel: str = _field(
+        "",
+        "release channel s3://BUCKET/PREFIX this kiosk follows (asl-edge publish); empty: off",
+        check=checks.s3_url,
+    )
+    public_key: tuple[str, ...] = _field(
+        (), "public key file(s) whose signatures are trusted (asl-edge keygen); a list during a key rotation"
+    )
+    interval_s: float = _field(300.0, "seconds between checks of the channel", min=0.1, max=86400.0)
+    endpoint_url: str = _field(
+        "", "S3-compatible endpoint of the channel; empty: [sync] endpoint_url", check=checks.http_url
+    )
+
+    def problems(self) -> Iterator[str]:
+        if self.channel and not self.public_key:
+            yield "update.public_key: set it to the channel's public key file(s) when update.channel is set"
+
+
+@dataclass(frozen=True)
 class HomeAssistantConfig:
     enabled: bool = _field(
         False, "announce the kiosk to Home Assistant (MQTT discovery): one device with its sensors"
@@ -251,12 +271,23 @@ class Config:
     sync: SyncConfig = field(default_factory=SyncConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
-def _check_value(value: Any, kind: type, rules: dict[str, Any]) -> tuple[Any, str | None]:
+def update_endpoint_url(config: Config) -> str:
+    """The channel's endpoint: ``[update] endpoint_url``, else ``[sync] endpoint_url``."""
+    return config.update.endpoint_url or config.sync.endpoint_url
+
+
+def _check_value(value: Any, kind: Any, rules: dict[str, Any]) -> tuple[Any, str | None]:
     """The value converted to ``kind``, or a problem description."""
+    if kind == tuple[str, ...]:  # one string or a list of them
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(item, str) and item for item in items):
+            return None, f"expected a string or a list of strings, got {value!r}"
+        return tuple(items), None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -347,6 +378,9 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         model=dataclasses.replace(config.model, bundle=resolved(config.model.bundle)),
         storage=dataclasses.replace(config.storage, state_dir=resolved(config.storage.state_dir)),
         sync=dataclasses.replace(config.sync, credentials_file=resolved(config.sync.credentials_file)),
+        update=dataclasses.replace(
+            config.update, public_key=tuple(resolved(key) for key in config.update.public_key)
+        ),
         metrics=dataclasses.replace(config.metrics, textfile=resolved(config.metrics.textfile)),
         mqtt=dataclasses.replace(
             mqtt,

@@ -44,9 +44,10 @@ from edge.runtime.keeper import StoreKeeper
 from edge.runtime.metrics import MetricsTextfile
 from edge.runtime.mqtt import MqttLink, mqtt_settings
 from edge.runtime.pipeline import Sign, SignPipeline
-from edge.runtime.reload import ActiveModel, ModelReloader, open_model, prepare_model
+from edge.runtime.reload import ActiveModel, ModelReloader
 from edge.runtime.store import PredictionRecord, StoreError
 from edge.runtime.sync import FeedbackSync
+from edge.runtime.updater import NO_CHANNEL_HEALTH, Updater, open_first_model
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +93,19 @@ class Daemon:
         config = self.config
         state_dir = Path(config.storage.state_dir).expanduser()
         with contextlib.ExitStack() as started:
-            model = open_model(prepare_model(config.model))
+            # [update] the last verified release in the state directory, else [model] bundle
+            startup = open_first_model(config)
+            model = startup.model
             try:
-                self.reloader = ModelReloader(self.config_path, config, model, self.reload_requested)
+                release = startup.release.bundle if startup.release else None
+                self.reloader = ModelReloader(self.config_path, config, model, self.reload_requested, release)
             except BaseException:
                 model.backend.close()
                 raise
             started.callback(self._close_model)
+            self.updater = (
+                Updater(config, self.reloader.load_release, startup) if config.update.channel else None
+            )
             self.keeper = StoreKeeper(state_dir, config.storage.max_db_mb)
             self.keeper.open()
             started.callback(self.keeper.close)
@@ -129,6 +136,9 @@ class Daemon:
             if self.sync:
                 self.sync.start()
                 started.callback(self.sync.stop)
+            if self.updater:
+                self.updater.start()
+                started.callback(self.updater.stop)
             self.capture.start()
             started.callback(self.capture.close)
             started.callback(sd_notify, "STOPPING=1")
@@ -263,6 +273,7 @@ class Daemon:
             "backend": active.selection.backend,
             "backend_reason": active.selection.reason,
             "model": active.model_id,
+            **(self.updater.health() if self.updater else NO_CHANNEL_HEALTH),
             "model_reload_error": self.reloader.error,
             **self.pipeline.latencies.percentiles(),
         }
