@@ -75,6 +75,18 @@ def topic_prefix(prefix: str) -> str | None:
     return None
 
 
+def discovery_prefix(prefix: str) -> str | None:
+    """Home Assistant's discovery prefix: topic levels as for ``topic_prefix``, never empty."""
+    return f"{prefix!r}: the discovery prefix cannot be empty" if not prefix else topic_prefix(prefix)
+
+
+def prom_file(path: str) -> str | None:
+    """Empty (metrics off), or a file node_exporter's textfile collector reads: ``*.prom``."""
+    if path and not path.endswith(".prom"):
+        return f"{path!r} must end in .prom (node_exporter's textfile collector reads only *.prom files)"
+    return None
+
+
 def bucket_name(bucket: str) -> str | None:
     """Empty (sync off), or an S3 bucket name: 3-63 lower-case letters, digits, '.' and '-'."""
     if not bucket or (_BUCKET.fullmatch(bucket) and ".." not in bucket):

@@ -239,6 +239,28 @@ class UpdateConfig:
 
 
 @dataclass(frozen=True)
+class HomeAssistantConfig:
+    enabled: bool = _field(
+        False, "announce the kiosk to Home Assistant (MQTT discovery): one device with its sensors"
+    )
+    discovery_prefix: str = _field(
+        "homeassistant",
+        "Home Assistant's MQTT discovery prefix (its MQTT integration's setting); no + or # wildcards",
+        check=checks.discovery_prefix,
+    )
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    textfile: str = _field(
+        "",
+        "Prometheus metrics file rewritten at each health tick, for node_exporter's textfile collector "
+        "(e.g. /var/lib/prometheus/node-exporter/asl-edge.prom); empty: off",
+        check=checks.prom_file,
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -250,6 +272,8 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 def update_endpoint_url(config: Config) -> str:
@@ -357,6 +381,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         update=dataclasses.replace(
             config.update, public_key=tuple(resolved(key) for key in config.update.public_key)
         ),
+        metrics=dataclasses.replace(config.metrics, textfile=resolved(config.metrics.textfile)),
         mqtt=dataclasses.replace(
             mqtt,
             password_file=resolved(mqtt.password_file),

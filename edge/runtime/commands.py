@@ -1,6 +1,7 @@
 """The kiosk's commands: ``run``, ``recognize``, ``build`` (a TensorRT engine on the device),
-``status``, ``sync``, ``check-config`` and ``config-reference``; and the workstation's side of
-model releases, ``keygen`` and ``publish`` (same runtime dependencies as the kiosk that verifies)."""
+``status``, ``sync``, ``homeassistant remove``, ``check-config`` and ``config-reference``; and the
+workstation's side of model releases, ``keygen`` and ``publish`` (same runtime dependencies as the
+kiosk that verifies)."""
 
 from __future__ import annotations
 
@@ -120,6 +121,24 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_homeassistant_remove(args: argparse.Namespace) -> int:
+    from edge.core.config import load_config
+
+    config = load_config(args.config)
+    if args.if_enabled and not config.homeassistant.enabled:
+        print("Home Assistant discovery is off in the config ([homeassistant] enabled); nothing to remove")
+        return EXIT_OK
+    from edge.runtime.homeassistant import HomeAssistantError, remove_device
+
+    try:
+        topic = remove_device(config, args.timeout_s)
+    except HomeAssistantError as exc:
+        print_error(str(exc))
+        return EXIT_FAILURE
+    print(f"removed the kiosk {config.device.id} from Home Assistant (empty retained config on {topic})")
+    return EXIT_OK
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from edge.runtime.releases import generate_keys
 
@@ -235,6 +254,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     status.add_argument("--json", action="store_true", help="one JSON object")
     status.set_defaults(handler=cmd_status)
+
+    homeassistant = commands.add_parser(
+        "homeassistant", help="Home Assistant MQTT discovery ([homeassistant] in the config)"
+    )
+    actions = homeassistant.add_subparsers(dest="action", required=True, metavar="ACTION")
+    remove = actions.add_parser(
+        "remove",
+        help="delete the kiosk's device from Home Assistant (stop the service first, or it comes back)",
+    )
+    remove.add_argument("--config", help=CONFIG_HELP)
+    remove.add_argument(
+        "--if-enabled", action="store_true", help="do nothing when [homeassistant] enabled is false"
+    )
+    remove.add_argument(
+        "--timeout-s", type=positive_float, default=10.0, help="seconds to wait for the broker (default 10)"
+    )
+    remove.set_defaults(handler=cmd_homeassistant_remove)
 
     keygen = commands.add_parser("keygen", help="an Ed25519 key pair to sign model releases")
     keygen.add_argument("--out", required=True, help="folder for asl-edge.key (private) and asl-edge.pub")

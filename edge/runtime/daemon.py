@@ -39,7 +39,9 @@ from edge.runtime.capture import Capture, SourceSettings
 from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
 from edge.runtime.feedback import FeedbackDesk, handle_feedback
 from edge.runtime.health import write_health_file
+from edge.runtime.homeassistant import DiscoveryPublisher
 from edge.runtime.keeper import StoreKeeper
+from edge.runtime.metrics import MetricsTextfile
 from edge.runtime.mqtt import MqttLink, mqtt_settings
 from edge.runtime.pipeline import Sign, SignPipeline
 from edge.runtime.reload import ActiveModel, ModelReloader
@@ -83,6 +85,7 @@ class Daemon:
         self._last_health = float("-inf")
         self._last_maintenance = float("-inf")
         self._tick: tuple[float, int, int] = (time.monotonic(), 0, 0)  # (when, frames in, frames processed)
+        self.metrics: MetricsTextfile | None = None
 
     # -- building and starting ---------------------------------------------------------------
 
@@ -113,9 +116,18 @@ class Daemon:
                 lambda ack: self.link.publish("feedback/ack", ack),
             )
             self.link.subscribe(self.link.topic("feedback"), self.desk.submit)
+            if config.homeassistant.enabled:
+                DiscoveryPublisher(config, self.link).start()
             self.sync = FeedbackSync(config) if config.sync.bucket else None
             self.capture = Capture(SourceSettings(**dataclasses.asdict(config.source)))
             self.pipeline = SignPipeline(config.segmenter, config.model, model.bundle.spec, config.source.fps)
+            if config.metrics.textfile:
+                # Registered before the workers start, so its stop runs after theirs: the file left
+                # behind says up 0 and holds the final counts.
+                self.metrics = MetricsTextfile(
+                    Path(config.metrics.textfile), self.pipeline.latencies.inference_s
+                )
+                started.callback(self.metrics.stop)
 
             self.link.start()
             started.callback(self.link.stop)
@@ -224,6 +236,8 @@ class Daemon:
         payload = self.health_payload(now)
         self.link.publish_periodic("health", payload)
         self._write_health_file(payload)
+        if self.metrics:
+            self.metrics.update(payload)
         problem = payload["capture_error"] or payload["store_error"]
         active = self.reloader.active
         self._set_status(f"problem: {problem}" if problem else f"recognizing with {active.selection.backend}")
@@ -248,9 +262,14 @@ class Daemon:
             # pending_feedback since the first health schema; sync_backlog beside the sync fields.
             "pending_feedback": backlog,
             "sync_backlog": backlog,
-            **(self.sync.health() if self.sync else {"sync_last_success": None, "sync_last_error": None}),
+            **(
+                self.sync.health()
+                if self.sync
+                else {"sync_last_success": None, "sync_last_success_utc": None, "sync_last_error": None}
+            ),
             **self.keeper.health(),
             "health_file_error": self._health_file_error,
+            **(self.metrics.health() if self.metrics else {}),
             "backend": active.selection.backend,
             "backend_reason": active.selection.reason,
             "model": active.model_id,

@@ -373,4 +373,16 @@ class FeedbackSync:
                 return
 
     def health(self) -> dict[str, object]:
-        return {"sync_last_success": self.last_success, "sync_last_error": self.last_error}
+        """The last success as Unix time and as ISO 8601 in UTC (what Home Assistant's timestamp
+        sensors read), and the last error."""
+        return {
+            "sync_last_success": self.last_success,
+            "sync_last_success_utc": utc_iso(self.last_success),
+            "sync_last_error": self.last_error,
+        }
+
+
+def utc_iso(unix_s: float | None) -> str | None:
+    return (
+        None if unix_s is None else datetime.fromtimestamp(unix_s, timezone.utc).isoformat(timespec="seconds")
+    )
