@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from asl_edge.cli import main
-from tests.services import ROOT, Mosquitto, MqttSubscriber, free_port, running_daemon
+from tests.services import ROOT, Mosquitto, MqttSubscriber, free_port, running_daemon, synthetic_sentence
 
 DEVICE = "kiosk-field"
 
@@ -22,25 +21,8 @@ DEVICE = "kiosk-field"
 def sentence(tmp_path_factory):
     """One synthetic sentence (10.7 s, 4 signs) and its words."""
     folder = tmp_path_factory.mktemp("sentence")
-    assert (
-        main(
-            [
-                "synth",
-                "--out",
-                str(folder),
-                "--clips",
-                "0",
-                "--seed",
-                "31",
-                "--sentences",
-                "1",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
-    entry = json.loads((folder / "sentences.json").read_text())[0]
-    return folder / entry["file"], entry["words"]
+    video = synthetic_sentence(folder)
+    return video, json.loads((folder / "sentences.json").read_text())[0]["words"]
 
 
 @pytest.fixture
