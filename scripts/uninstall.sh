@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Removes what scripts/install.sh installed: stops and disables the service, removes the unit and
-# /opt/asl-edge (the virtualenv). The config and credentials (/etc/asl-edge) and the predictions and
-# feedback (/var/lib/asl-edge) stay unless --purge is given; the asl-edge user stays too (files
-# may still belong to it).
+# Removes what scripts/install.sh installed: stops and disables the service, removes the kiosk from
+# Home Assistant when its discovery is enabled, removes the unit and /opt/asl-edge (the virtualenv).
+# The config and credentials (/etc/asl-edge) and the predictions and feedback (/var/lib/asl-edge)
+# stay unless --purge is given; the asl-edge user stays too (files may still belong to it).
 #
 # Usage: sudo scripts/uninstall.sh [--purge] [--no-systemd]
 # Environment: ASL_EDGE_ROOT, as for scripts/install.sh.
@@ -40,6 +40,14 @@ done
 rm -f "$root/etc/xdg/autostart/asl-edge-screen.desktop"
 if ((use_systemd)) && [[ -z $root && -d /run/systemd/system ]]; then
     systemctl daemon-reload
+fi
+# A kiosk that announced itself to Home Assistant ([homeassistant] enabled) leaves it too, now
+# that the service is stopped and cannot announce itself again.
+asl_edge=$root/opt/asl-edge/venv/bin/asl-edge
+if [[ -x $asl_edge && -f $root/etc/asl-edge/config.toml ]]; then
+    CREDENTIALS_DIRECTORY=$root/etc/asl-edge/credentials "$asl_edge" homeassistant remove --if-enabled \
+        --config "$root/etc/asl-edge/config.toml" \
+        || step "the kiosk is still in Home Assistant: delete its device there (MQTT integration)"
 fi
 rm -rf "$root/opt/asl-edge"
 step "removed $unit and /opt/asl-edge"

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
     "free_port",
     "free_port_pair",
     "running_daemon",
+    "synthetic_sentence",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,6 +143,15 @@ class SeaweedFS:
             self.process = None
 
 
+def synthetic_sentence(folder: Path, seed: int = 31) -> Path:
+    """A video of the synthetic signer signing one sentence (four words in about 10 s), for a
+    daemon to recognize; ``folder/sentences.json`` lists its words and their spans."""
+    from edge.demo.synth import write_dataset
+
+    write_dataset(folder, 0, seed, sentences=1, progress=False)
+    return folder / "sentences" / "00000.mp4"
+
+
 @contextlib.contextmanager
 def running_daemon(config: Path) -> Iterator[subprocess.Popen[str]]:
     """``asl-edge run --config CONFIG`` from this checkout, its log on the piped stderr; killed on
@@ -166,8 +177,10 @@ class MqttSubscriber:
 
     def __init__(self, port: int, topic: str, record: Callable[[mqtt.MQTTMessage], Any]) -> None:
         self.messages: queue.Queue = queue.Queue()
+        self.subscribed = threading.Event()  # set once the broker confirmed the subscription
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = lambda _c, _u, m: self.messages.put(record(m))
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()

@@ -26,7 +26,8 @@ def test_reference_names_every_section_and_key_with_type_default_and_doc():
         for item in dataclasses.fields(section.default_factory()):
             row = next(line for line in table.splitlines() if line.startswith(f"| `{item.name}` |"))
             assert item.metadata["doc"].replace("|", "\\|") in row
-            assert f"| {type(item.default).__name__} |" in row
+            kind = "str or list of str" if isinstance(item.default, tuple) else type(item.default).__name__
+            assert f"| {kind} |" in row
     assert '| `backend` | str | `"auto"` |' in reference
     assert "one of `auto`, `tensorrt`, `onnxruntime`" in reference
     assert "| `build_if_missing` | bool | `false` |" in reference

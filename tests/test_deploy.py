@@ -157,6 +157,8 @@ def test_uninstall_keeps_data_unless_purged(installed: Path, tmp_path: Path):
     assert database.read_bytes() == b"feedback"
     assert (root / "etc/asl-edge/config.toml").is_file()
     assert f"kept {root}/var/lib/asl-edge" in result.stdout
+    # The installed command ran before its virtualenv went: the kiosk config leaves discovery off.
+    assert "Home Assistant discovery is off in the config" in result.stdout
 
     result = _run(ROOT / "scripts" / "uninstall.sh", "--purge", env=env)
     assert result.returncode == 0, result.stdout + result.stderr

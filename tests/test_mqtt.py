@@ -1,6 +1,7 @@
 """The MQTT link against a real Mosquitto: status, queued predictions, feedback round trip."""
 
 import json
+import queue
 import subprocess
 import sys
 import time
@@ -98,6 +99,34 @@ def test_predictions_wait_for_a_restarted_broker_in_order_and_overflow_is_counte
     assert ids == ["p2", "p3", "p4", "p5"]
     assert link.pending == 0
     assert link.stats.connects == 2
+
+
+def test_connect_hooks_and_subscriptions_come_back_with_every_connect(broker):
+    """The general hooks Home Assistant discovery uses: a hook that publishes a retained message as
+    it is (no schema field, no queue), and a subscription on an absolute topic with wildcards."""
+    link = MqttLink(_settings(broker.port))
+    received: queue.Queue[bytes] = queue.Queue()
+    assert not link.publish_raw("fleet/config", b"{}")  # not connected: not sent, not queued
+    link.add_connect_hook(lambda: link.publish_raw("fleet/config", b'{"kiosk": 1}', retain=True))
+    link.subscribe("fleet/+/status", received.put)
+
+    def hook_and_subscription_work(announcement: bytes) -> None:
+        config = MqttSubscriber(broker.port, "fleet/config", lambda m: (bytes(m.payload), m.retain))
+        assert config.messages.get(timeout=10) == (b'{"kiosk": 1}', True)
+        config.client.publish("fleet/ha/status", announcement, qos=1)
+        assert received.get(timeout=10) == announcement
+        config.close()
+
+    link.start()
+    assert _wait(lambda: link.stats.connected)
+    hook_and_subscription_work(b"online")
+    broker.stop()
+    assert _wait(lambda: not link.stats.connected)
+    broker.start()  # no persistence: the retained config is gone until the hook runs again
+    assert _wait(lambda: link.stats.connects == 2, timeout_s=15)
+    hook_and_subscription_work(b"online again")
+    link.stop()
+    assert link.pending == 0
 
 
 def test_feedback_round_trip_and_rejections(broker, tmp_path):

@@ -20,6 +20,7 @@ import threading
 import time
 import tracemalloc
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -306,13 +307,27 @@ def test_the_daemon_timer_syncs_reports_health_and_stops_at_once(s3, bucket, tmp
     config = load_config(_config(tmp_path, s3, bucket, interval_s=1.0))
     write_backlog(tmp_path / "state", 5)
     sync = FeedbackSync(config)
-    assert sync.health() == {"sync_last_success": None, "sync_last_error": None}
+    assert sync.health() == {
+        "sync_last_success": None,
+        "sync_last_success_utc": None,
+        "sync_last_error": None,
+    }
     sync.start()
     try:
         deadline = time.monotonic() + 10
         while sync.last_success is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert sync.health()["sync_last_success"] is not None
+        health = sync.health()
+        assert health["sync_last_success"] is not None
+        # The same moment for Home Assistant's timestamp sensor: ISO 8601 in UTC, to the second.
+        assert health["sync_last_success_utc"].endswith("+00:00")
+        assert (
+            abs(
+                datetime.fromisoformat(health["sync_last_success_utc"]).timestamp()
+                - health["sync_last_success"]
+            )
+            < 1
+        )
         write_backlog(tmp_path / "state", 2, seed=1)
         deadline = time.monotonic() + 10
         while Store(tmp_path / "state").counts()["pending_feedback"] and time.monotonic() < deadline:
@@ -370,6 +385,7 @@ def test_a_pass_that_crashes_is_reported_and_the_worker_restarts(s3, bucket, tmp
         sync.stop()
     assert crashed == {
         "sync_last_success": None,
+        "sync_last_success_utc": None,
         "sync_last_error": "OperationalError: database disk image is malformed",
     }
     assert recovered["sync_last_error"] is None and recovered["sync_last_success"] is not None
@@ -496,7 +512,11 @@ def test_stopping_the_timer_never_waits_for_a_hanging_upload(s3, tmp_path):
         sync = FeedbackSync(load_config(config))
         sync.start()
         time.sleep(1.0)
-        assert sync.health() == {"sync_last_success": None, "sync_last_error": None}, "still uploading"
+        assert sync.health() == {
+            "sync_last_success": None,
+            "sync_last_success_utc": None,
+            "sync_last_error": None,
+        }, "still uploading"
         started = time.monotonic()
         sync.stop()
         assert time.monotonic() - started < 2.0

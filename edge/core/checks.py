@@ -18,6 +18,7 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 def source_uri(uri: str) -> str | None:
+    """One of the source forms (a ``gst:`` pipeline ending in ``appsink name=sink``)."""
     if uri.startswith("gst:"):
         description = uri[4:]
         if "appsink" not in description or "name=sink" not in description:
@@ -74,8 +75,43 @@ def topic_prefix(prefix: str) -> str | None:
     return None
 
 
+def discovery_prefix(prefix: str) -> str | None:
+    """Home Assistant's discovery prefix: topic levels as for ``topic_prefix``, never empty."""
+    return f"{prefix!r}: the discovery prefix cannot be empty" if not prefix else topic_prefix(prefix)
+
+
+def prom_file(path: str) -> str | None:
+    """Empty (metrics off), or a file node_exporter's textfile collector reads: ``*.prom``."""
+    if path and not path.endswith(".prom"):
+        return f"{path!r} must end in .prom (node_exporter's textfile collector reads only *.prom files)"
+    return None
+
+
 def bucket_name(bucket: str) -> str | None:
     """Empty (sync off), or an S3 bucket name: 3-63 lower-case letters, digits, '.' and '-'."""
     if not bucket or (_BUCKET.fullmatch(bucket) and ".." not in bucket):
         return None
     return f"{bucket!r} is not an S3 bucket name (3-63 lower-case letters, digits, '.' and '-')"
+
+
+def s3_url(url: str) -> str | None:
+    """Empty, or ``s3://BUCKET/PREFIX`` (a valid bucket name; no '.' or '..' in the prefix)."""
+    if not url:
+        return None
+    if not url.startswith("s3://"):
+        return f"{url!r} must start with s3://"
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    if not bucket or bucket_name(bucket) is not None:
+        return f"{url!r}: the bucket name must be 3-63 lower-case letters, digits, '.' and '-'"
+    if any(part in (".", "..") for part in prefix.split("/")):
+        return f"{url!r}: '.' and '..' are not allowed in the prefix"
+    return None
+
+
+def ip_address(value: str) -> str | None:
+    """An IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)"
+    return None

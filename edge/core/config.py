@@ -11,7 +11,6 @@ files. Problems are reported as ``key: problem`` lines that name the fix.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import sys
 from collections.abc import Iterator
@@ -220,7 +219,7 @@ class ScreenConfig:
     host: str = _field(
         "127.0.0.1",
         "IP address the screen listens on (0.0.0.0: every interface); other than loopback needs a token",
-        pattern="address",
+        check=checks.ip_address,
     )
     port: int = _field(
         8080, "screen port; 0 picks a free one (logged, and in health as screen_url)", min=0, max=65535
@@ -238,6 +237,48 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    channel: str = _field(
+        "",
+        "release channel s3://BUCKET/PREFIX this kiosk follows (asl-edge publish); empty: off",
+        check=checks.s3_url,
+    )
+    public_key: tuple[str, ...] = _field(
+        (), "public key file(s) whose signatures are trusted (asl-edge keygen); a list during a key rotation"
+    )
+    interval_s: float = _field(300.0, "seconds between checks of the channel", min=0.1, max=86400.0)
+    endpoint_url: str = _field(
+        "", "S3-compatible endpoint of the channel; empty: [sync] endpoint_url", check=checks.http_url
+    )
+
+    def problems(self) -> Iterator[str]:
+        if self.channel and not self.public_key:
+            yield "update.public_key: set it to the channel's public key file(s) when update.channel is set"
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig:
+    enabled: bool = _field(
+        False, "announce the kiosk to Home Assistant (MQTT discovery): one device with its sensors"
+    )
+    discovery_prefix: str = _field(
+        "homeassistant",
+        "Home Assistant's MQTT discovery prefix (its MQTT integration's setting); no + or # wildcards",
+        check=checks.discovery_prefix,
+    )
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    textfile: str = _field(
+        "",
+        "Prometheus metrics file rewritten at each health tick, for node_exporter's textfile collector "
+        "(e.g. /var/lib/prometheus/node-exporter/asl-edge.prom); empty: off",
+        check=checks.prom_file,
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -249,18 +290,23 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     screen: ScreenConfig = field(default_factory=ScreenConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
-def _is_ip_address(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+def update_endpoint_url(config: Config) -> str:
+    """The channel's endpoint: ``[update] endpoint_url``, else ``[sync] endpoint_url``."""
+    return config.update.endpoint_url or config.sync.endpoint_url
 
 
-def _check_value(value: Any, kind: type, rules: dict[str, Any]) -> tuple[Any, str | None]:
+def _check_value(value: Any, kind: Any, rules: dict[str, Any]) -> tuple[Any, str | None]:
     """The value converted to ``kind``, or a problem description."""
+    if kind == tuple[str, ...]:  # one string or a list of them
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(item, str) and item for item in items):
+            return None, f"expected a string or a list of strings, got {value!r}"
+        return tuple(items), None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -277,8 +323,6 @@ def _check_value(value: Any, kind: type, rules: dict[str, Any]) -> tuple[Any, st
         and not (0 < len(value) <= 64 and all(c.isalnum() or c in "-_." for c in value) and value.isascii())
     ):
         return None, f"{value!r} must be 1-64 ASCII letters, digits, '-', '_' or '.'"
-    if rules.get("pattern") == "address" and not (isinstance(value, str) and _is_ip_address(value)):
-        return None, f"{value!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)"
     if "check" in rules:
         problem = rules["check"](value)
         if problem:
@@ -354,6 +398,10 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         storage=dataclasses.replace(config.storage, state_dir=resolved(config.storage.state_dir)),
         sync=dataclasses.replace(config.sync, credentials_file=resolved(config.sync.credentials_file)),
         screen=dataclasses.replace(config.screen, token_file=resolved(config.screen.token_file)),
+        update=dataclasses.replace(
+            config.update, public_key=tuple(resolved(key) for key in config.update.public_key)
+        ),
+        metrics=dataclasses.replace(config.metrics, textfile=resolved(config.metrics.textfile)),
         mqtt=dataclasses.replace(
             mqtt,
             password_file=resolved(mqtt.password_file),

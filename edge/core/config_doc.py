@@ -24,9 +24,13 @@ class DocError(AslEdgeError):
 
 
 def _toml(value: Any) -> str:
-    if isinstance(value, (bool, str)):
+    if isinstance(value, (bool, str, tuple)):
         return json.dumps(value)
     return repr(value)
+
+
+def _type(kind: Any) -> str:
+    return "str or list of str" if kind == tuple[str, ...] else kind.__name__
 
 
 def _allowed(rules: dict[str, Any]) -> str:
@@ -34,8 +38,8 @@ def _allowed(rules: dict[str, Any]) -> str:
         return "one of " + ", ".join(f"`{choice}`" for choice in rules["choices"])
     if rules.get("pattern") == "id":
         return "1-64 ASCII letters, digits, `-`, `_` or `.`"
-    if rules.get("pattern") == "address":
-        return "an IPv4 or IPv6 address"
+    if "check" in rules:  # the rule's own summary, its docstring's first line
+        return rules["check"].__doc__.strip().splitlines()[0].rstrip(".").replace("``", "`")
     if "min" in rules and "max" in rules:
         return f"{rules['min']} to {rules['max']}"
     if "min" in rules:
@@ -64,7 +68,7 @@ def render_reference() -> str:
         for item in dataclasses.fields(cls):
             rules = dict(item.metadata)
             rows.append(
-                f"| `{item.name}` | {hints[item.name].__name__} | `{_cell(_toml(item.default))}` | "
+                f"| `{item.name}` | {_type(hints[item.name])} | `{_cell(_toml(item.default))}` | "
                 f"{_cell(rules.pop('doc'))} | {_cell(_allowed(rules))} |"
             )
         parts.append("\n".join(rows) + "\n")

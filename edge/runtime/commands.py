@@ -1,5 +1,7 @@
 """The kiosk's commands: ``run``, ``recognize``, ``build`` (a TensorRT engine on the device),
-``status``, ``sync``, ``screen`` (the kiosk's browser), ``check-config`` and ``config-reference``."""
+``status``, ``sync``, ``screen`` (the kiosk's browser), ``homeassistant remove``, ``check-config``
+and ``config-reference``; and the workstation's side of model releases, ``keygen`` and ``publish``
+(same runtime dependencies as the kiosk that verifies)."""
 
 from __future__ import annotations
 
@@ -136,6 +138,68 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_homeassistant_remove(args: argparse.Namespace) -> int:
+    from edge.core.config import load_config
+
+    config = load_config(args.config)
+    if args.if_enabled and not config.homeassistant.enabled:
+        print("Home Assistant discovery is off in the config ([homeassistant] enabled); nothing to remove")
+        return EXIT_OK
+    from edge.runtime.homeassistant import HomeAssistantError, remove_device
+
+    try:
+        topic = remove_device(config, args.timeout_s)
+    except HomeAssistantError as exc:
+        print_error(str(exc))
+        return EXIT_FAILURE
+    print(f"removed the kiosk {config.device.id} from Home Assistant (empty retained config on {topic})")
+    return EXIT_OK
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from edge.runtime.releases import generate_keys
+
+    private, public, key_id = generate_keys(Path(args.out))
+    print(f"wrote {private} (private, mode 0600: keep it on the workstation) and {public}")
+    print(f"key id {key_id}: copy {public.name} to each kiosk and name it in [update] public_key")
+    return EXIT_OK
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from edge.runtime.publish import promote_release, publish_release
+    from edge.runtime.releases import ChannelError
+    from edge.runtime.s3 import S3Settings
+
+    settings = S3Settings(endpoint_url=args.endpoint_url or "")
+    promoting = args.promote is not None
+    if promoting and (len(args.targets) != 1 or args.version or args.no_promote):
+        print_error("publish --promote VERSION takes the channel (s3://BUCKET/PREFIX) alone")
+        return EXIT_BAD_INPUT
+    if not promoting and (len(args.targets) != 2 or not args.version):
+        print_error("publish needs a bundle folder, a channel (s3://BUCKET/PREFIX) and --version")
+        return EXIT_BAD_INPUT
+    try:
+        if promoting:
+            done = promote_release(args.targets[0], args.promote, Path(args.key), settings)
+        else:
+            bundle, channel = Path(args.targets[0]), args.targets[1]
+            done = publish_release(
+                bundle, channel, args.version, Path(args.key), settings, not args.no_promote
+            )
+            print(
+                f"release {done.version}: {done.files} files, {done.size} bytes, model {done.model_id}, "
+                f"signed with key {done.key_id}, uploaded to {done.channel}/releases/{done.version}/"
+            )
+    except ChannelError as exc:
+        print_error(str(exc))
+        return EXIT_FAILURE
+    if done.sequence is None:
+        print(f"{done.channel} still points where it did; publish --promote {done.version} makes it current")
+    else:
+        print(f"{done.channel} now points to {done.version} (sequence {done.sequence})")
+    return EXIT_OK
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from edge.runtime.preflight import check_file
 
@@ -219,6 +283,47 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     screen.add_argument("browser_args", nargs="*", help="extra browser arguments, after --")
     screen.set_defaults(handler=cmd_screen)
+
+    homeassistant = commands.add_parser(
+        "homeassistant", help="Home Assistant MQTT discovery ([homeassistant] in the config)"
+    )
+    actions = homeassistant.add_subparsers(dest="action", required=True, metavar="ACTION")
+    remove = actions.add_parser(
+        "remove",
+        help="delete the kiosk's device from Home Assistant (stop the service first, or it comes back)",
+    )
+    remove.add_argument("--config", help=CONFIG_HELP)
+    remove.add_argument(
+        "--if-enabled", action="store_true", help="do nothing when [homeassistant] enabled is false"
+    )
+    remove.add_argument(
+        "--timeout-s", type=positive_float, default=10.0, help="seconds to wait for the broker (default 10)"
+    )
+    remove.set_defaults(handler=cmd_homeassistant_remove)
+
+    keygen = commands.add_parser("keygen", help="an Ed25519 key pair to sign model releases")
+    keygen.add_argument("--out", required=True, help="folder for asl-edge.key (private) and asl-edge.pub")
+    keygen.set_defaults(handler=cmd_keygen)
+
+    publish = commands.add_parser(
+        "publish", help="sign a bundle and publish it to a release channel in S3 (or --promote a release)"
+    )
+    publish.add_argument(
+        "targets",
+        nargs="+",
+        metavar="BUNDLE CHANNEL",
+        help="the bundle folder and the channel s3://BUCKET/PREFIX (with --promote: the channel alone)",
+    )
+    publish.add_argument("--version", help="the new release's version (letters, digits, '.', '_', '-')")
+    publish.add_argument("--key", required=True, help="the private key (asl-edge keygen)")
+    publish.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS S3)")
+    publish.add_argument(
+        "--promote", metavar="VERSION", help="make a release already in the channel current (rollback)"
+    )
+    publish.add_argument(
+        "--no-promote", action="store_true", help="upload the release without making it current"
+    )
+    publish.set_defaults(handler=cmd_publish)
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file")

@@ -40,13 +40,16 @@ from edge.runtime.capture import Capture, SourceSettings
 from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
 from edge.runtime.feedback import FeedbackDesk, handle_feedback, rejected
 from edge.runtime.health import write_health_file
+from edge.runtime.homeassistant import DiscoveryPublisher
 from edge.runtime.keeper import StoreKeeper
+from edge.runtime.metrics import MetricsTextfile
 from edge.runtime.mqtt import MqttLink, mqtt_settings
 from edge.runtime.pipeline import Sign, SignPipeline
-from edge.runtime.reload import ActiveModel, ModelReloader, open_model, prepare_model
+from edge.runtime.reload import ActiveModel, ModelReloader
 from edge.runtime.screen.server import ScreenServer
 from edge.runtime.store import PredictionRecord, StoreError
 from edge.runtime.sync import FeedbackSync
+from edge.runtime.updater import NO_CHANNEL_HEALTH, Updater, open_first_model
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,7 @@ class Daemon:
         self._last_health = float("-inf")
         self._last_maintenance = float("-inf")
         self._tick: tuple[float, int, int] = (time.monotonic(), 0, 0)  # (when, frames in, frames processed)
+        self.metrics: MetricsTextfile | None = None
         self.screen: ScreenServer | None = None  # [screen] the kiosk page (issue 13)
 
     # -- building and starting ---------------------------------------------------------------
@@ -93,13 +97,19 @@ class Daemon:
         config = self.config
         state_dir = Path(config.storage.state_dir).expanduser()
         with contextlib.ExitStack() as started:
-            model = open_model(prepare_model(config.model))
+            # [update] the last verified release in the state directory, else [model] bundle
+            startup = open_first_model(config)
+            model = startup.model
             try:
-                self.reloader = ModelReloader(self.config_path, config, model, self.reload_requested)
+                release = startup.release.bundle if startup.release else None
+                self.reloader = ModelReloader(self.config_path, config, model, self.reload_requested, release)
             except BaseException:
                 model.backend.close()
                 raise
             started.callback(self._close_model)
+            self.updater = (
+                Updater(config, self.reloader.load_release, startup) if config.update.channel else None
+            )
             self.keeper = StoreKeeper(state_dir, config.storage.max_db_mb)
             self.keeper.open()
             started.callback(self.keeper.close)
@@ -110,9 +120,18 @@ class Daemon:
                 self._acknowledge,
             )
             self.link.subscribe(self.link.topic("feedback"), self.desk.submit)
+            if config.homeassistant.enabled:
+                DiscoveryPublisher(config, self.link).start()
             self.sync = FeedbackSync(config) if config.sync.bucket else None
             self.capture = Capture(SourceSettings(**dataclasses.asdict(config.source)))
             self.pipeline = SignPipeline(config.segmenter, config.model, model.bundle.spec, config.source.fps)
+            if config.metrics.textfile:
+                # Registered before the workers start, so its stop runs after theirs: the file left
+                # behind says up 0 and holds the final counts.
+                self.metrics = MetricsTextfile(
+                    Path(config.metrics.textfile), self.pipeline.latencies.inference_s
+                )
+                started.callback(self.metrics.stop)
             if config.screen.enabled:  # [screen] the kiosk page (a missing token stops the start here)
                 self.screen = ScreenServer(
                     config.screen, self._screen_feedback, self._screen_status, clips=config.sync.clips
@@ -129,6 +148,9 @@ class Daemon:
             if self.sync:
                 self.sync.start()
                 started.callback(self.sync.stop)
+            if self.updater:
+                self.updater.start()
+                started.callback(self.updater.stop)
             self.capture.start()
             started.callback(self.capture.close)
             started.callback(sd_notify, "STOPPING=1")
@@ -228,6 +250,8 @@ class Daemon:
         payload = self.health_payload(now)
         self.link.publish_periodic("health", payload)
         self._write_health_file(payload)
+        if self.metrics:
+            self.metrics.update(payload)
         problem = payload["capture_error"] or payload["store_error"]
         active = self.reloader.active
         self._set_status(f"problem: {problem}" if problem else f"recognizing with {active.selection.backend}")
@@ -252,12 +276,18 @@ class Daemon:
             # pending_feedback since the first health schema; sync_backlog beside the sync fields.
             "pending_feedback": backlog,
             "sync_backlog": backlog,
-            **(self.sync.health() if self.sync else {"sync_last_success": None, "sync_last_error": None}),
+            **(
+                self.sync.health()
+                if self.sync
+                else {"sync_last_success": None, "sync_last_success_utc": None, "sync_last_error": None}
+            ),
             **self.keeper.health(),
             "health_file_error": self._health_file_error,
+            **(self.metrics.health() if self.metrics else {}),
             "backend": active.selection.backend,
             "backend_reason": active.selection.reason,
             "model": active.model_id,
+            **(self.updater.health() if self.updater else NO_CHANNEL_HEALTH),
             "model_reload_error": self.reloader.error,
             # [screen] screen_url, screen_clients, screen_error
             **(

@@ -25,6 +25,7 @@ from edge.core.preprocess import FrameCropper, frames_to_clip
 from edge.core.sampling import model_inputs
 from edge.runtime.backends.base import Backend
 from edge.runtime.capture import Frame
+from edge.runtime.metrics import InferenceHistogram
 from edge.runtime.ring import FrameRing
 from edge.runtime.segment import MotionMeter, MotionSegmenter, Segment, SlidingWindows, StableWords
 
@@ -33,13 +34,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Latencies:
-    """Recent latencies in milliseconds, for the health message's percentiles."""
+    """Recent latencies in milliseconds, for the health message's percentiles; every inference time
+    also in a histogram, for the Prometheus metrics."""
 
     inference_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=200))
     frame_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=1000))
     sign_end_to_publish_ms: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=200)
     )
+    inference_s: InferenceHistogram = field(default_factory=InferenceHistogram)
 
     def percentiles(self) -> dict[str, float | None]:
         def pct(values: collections.deque[float], q: float) -> float | None:
@@ -153,6 +156,7 @@ class SignPipeline:
             scores.append(class_scores(backend.infer(self._clip), model.combine).copy())
         inference_ms = (time.perf_counter() - started) * 1000.0
         self.latencies.inference_ms.append(inference_ms)
+        self.latencies.inference_s.observe(inference_ms / 1000.0)
         decision = decode(
             combine_windows(scores, model.combine), spec.labels, model.top_k, model.min_confidence
         )

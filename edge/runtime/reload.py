@@ -10,15 +10,22 @@ thread opens the new backend (its CUDA context must be that thread's), runs a sm
 swaps it in between two frames, closing the old one after. Any failure keeps the old model and is
 kept in ``error`` for the health message. Other sections are never half-applied: their changes
 are logged as needing a restart.
+
+A verified release from the channel (edge/runtime/updater.py) goes the same way through
+``load_release``, which answers with a future instead of ``error``; an engine for this device is
+built for it first when the running model has one. While a release runs, a reload keeps its
+bundle and applies only the rest of ``[model]``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import stat
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,12 +95,13 @@ class ActiveModel:
         return self.bundle.spec.model_id
 
 
-def prepare_model(config: ModelConfig) -> Prepared:
-    """The slow, thread-agnostic part: read and verify the bundle, build a missing engine. The
-    bundle's files are taken after the build, so a new engine is not mistaken for a change."""
+def prepare_model(config: ModelConfig, build_engine: bool = False) -> Prepared:
+    """The slow, thread-agnostic part: read and verify the bundle, build a missing engine (when
+    the config or ``build_engine`` asks). The bundle's files are taken after the build, so a new
+    engine is not mistaken for a change."""
     path = resolve_bundle_path(None, config.bundle).resolve()
     bundle = load_bundle(path)
-    prepare_engine(bundle, config.backend, config.precision, config.build_if_missing)
+    prepare_engine(bundle, config.backend, config.precision, config.build_if_missing or build_engine)
     return Prepared(ModelSource(config, path, bundle_files(path)), bundle)
 
 
@@ -119,19 +127,42 @@ def smoke_test(backend: Backend) -> None:
         raise BackendError("smoke inference: the logits are not all finite")
 
 
+@dataclass(frozen=True)
+class ReleaseBundle:
+    """A verified release's bundle (edge/runtime/updater.py): while it runs, a reload keeps it
+    and applies only the rest of ``[model]``."""
+
+    version: str
+    path: Path
+
+
+@dataclass
+class ReleaseRequest:
+    release: ReleaseBundle
+    done: Future[str | None]  # None once swapped in, else why not
+
+
 class ModelReloader:
     """Owned by the inference thread, which calls ``poll`` between frames."""
 
     def __init__(
-        self, config_path: Path | None, config: Config, active: ActiveModel, requested: threading.Event
+        self,
+        config_path: Path | None,
+        config: Config,
+        active: ActiveModel,
+        requested: threading.Event,
+        release: ReleaseBundle | None = None,
     ) -> None:
         self.config_path = config_path
         self.config = config
         self.active = active
+        self.release = release
         self.error: str | None = None
         self._requested = requested
         self._worker: threading.Thread | None = None
         self._outcome: Prepared | str | None = None
+        self._releases: queue.SimpleQueue[ReleaseRequest] = queue.SimpleQueue()
+        self._loading: ReleaseRequest | None = None
         self._settled = self._on_disk()
         self._changed: object = None
         self._watched_at = time.monotonic()
@@ -169,11 +200,29 @@ class ModelReloader:
             log.info("reload: the config file or the bundle changed on disk")
             self._requested.set()
 
+    def load_release(self, release: ReleaseBundle) -> Future[str | None]:
+        """Any thread: load a verified release as a reload does (prepared off the inference
+        thread, smoke-tested, swapped between frames; its engine built first when the running
+        model has one). The future completes on the inference thread, before ``poll`` returns:
+        None once the release runs, else why it does not."""
+        request = ReleaseRequest(release, Future())
+        self._releases.put(request)
+        return request.done
+
     def poll(self) -> bool:
-        """Start a requested reload, or finish a prepared one; True when an attempt just ended."""
+        """Start a requested reload or release, or finish a prepared one; True when an attempt
+        just ended."""
         if self._worker is None:
             self._watch()
-            if self._requested.is_set():
+            self._loading = None if self._releases.empty() else self._releases.get()
+            if self._loading is not None:
+                release = self._loading.release
+                log.info("loading release %s from %s", release.version, release.path)
+                self._worker = threading.Thread(
+                    target=self._prepare_release, args=(release,), name="model-reload", daemon=True
+                )
+                self._worker.start()
+            elif self._requested.is_set():
                 self._requested.clear()
                 self._settled, self._changed = self._on_disk(), None
                 log.info("reload requested: re-reading %s", self.config_path or "the defaults")
@@ -183,13 +232,19 @@ class ModelReloader:
         if self._worker.is_alive():
             return False
         self._worker, outcome, self._outcome = None, self._outcome, None
-        if isinstance(outcome, Prepared):
-            self._swap(outcome)
-        elif outcome is not None:
-            self._fail(outcome)
-        else:
-            self.error = None
+        loading, self._loading = self._loading, None
+        failure = self._swap(outcome) if isinstance(outcome, Prepared) else outcome
+        attempt = f"release {loading.release.version}" if loading else "reload"
+        if failure is not None:
+            log.warning("%s failed, keeping %s: %s", attempt, self.active.model_id, failure)
+        elif outcome is None:
             log.info("reload: model and bundle unchanged, still %s", self.active.model_id)
+        if loading is None:
+            self.error = failure
+        else:
+            if failure is None:
+                self.release = loading.release
+            loading.done.set_result(failure)
         return True
 
     def _prepare(self) -> None:
@@ -197,11 +252,25 @@ class ModelReloader:
         try:
             config = load_config(self.config_path) if self.config_path else self.config
             self._log_restart_only(config)
-            if ModelSource.of(config.model) == self.active.source:
+            model = self._with_release(config.model, self.release)
+            if ModelSource.of(model) == self.active.source:
                 return
-            self._outcome = prepare_model(config.model)
+            self._outcome = prepare_model(model)
         except Exception as exc:  # a reload must never stop the kiosk: keep the old model
             self._outcome = str(exc) or type(exc).__name__
+
+    def _prepare_release(self, release: ReleaseBundle) -> None:
+        """Helper thread: the release's bundle with the running ``[model]`` settings; an engine
+        for this device is built first when the running model has one."""
+        model = self._with_release(self.config.model, release)
+        try:
+            self._outcome = prepare_model(model, build_engine=self.active.selection.backend == "tensorrt")
+        except Exception as exc:  # a bad release must never stop the kiosk: keep the old model
+            self._outcome = str(exc) or type(exc).__name__
+
+    @staticmethod
+    def _with_release(model: ModelConfig, release: ReleaseBundle | None) -> ModelConfig:
+        return model if release is None else dataclasses.replace(model, bundle=str(release.path))
 
     def _log_restart_only(self, config: Config) -> None:
         changed = [
@@ -216,24 +285,22 @@ class ModelReloader:
                 ", ".join(changed),
             )
 
-    def _swap(self, prepared: Prepared) -> None:
-        """Inference thread: open, smoke-test, swap, close the old backend."""
+    def _swap(self, prepared: Prepared) -> str | None:
+        """Inference thread: open, smoke-test, swap, close the old backend; None on success, else
+        why the old model is kept."""
         try:
             candidate = open_model(prepared)
         except Exception as exc:  # a reload must never stop the kiosk: keep the old model
-            self._fail(str(exc) or type(exc).__name__)
-            return
+            return str(exc) or type(exc).__name__
         try:
             smoke_test(candidate.backend)
         except Exception as exc:  # same: any failure of the new backend keeps the old one
             candidate.backend.close()
-            self._fail(str(exc) or type(exc).__name__)
-            return
+            return str(exc) or type(exc).__name__
         previous, self.active = self.active, candidate
         self.config = dataclasses.replace(self.config, model=candidate.source.config)
         self._settled = (self._settled[0], candidate.source.files)
         previous.backend.close()
-        self.error = None
         log.info(
             "reload: %s -> %s from %s on %s (%s)",
             previous.model_id,
@@ -242,7 +309,4 @@ class ModelReloader:
             candidate.selection.backend,
             candidate.selection.reason,
         )
-
-    def _fail(self, reason: str) -> None:
-        self.error = reason
-        log.warning("reload failed, keeping %s: %s", self.active.model_id, reason)
+        return None

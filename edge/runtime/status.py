@@ -188,9 +188,11 @@ def format_status(report: StatusReport) -> str:
             f"disk          {health.get('disk_free_mb')} MB free; store error: "
             f"{health.get('store_error') or 'none'}; "
             f"{health.get('predictions_unstored')} predictions not stored",
-            f"model         {health.get('model')} on {health.get('backend')} "
-            f"({health.get('backend_reason')})",
+            f"model         {health.get('model')}"
+            f"{' release ' + str(health['model_version']) if health.get('model_version') else ''} "
+            f"on {health.get('backend')} ({health.get('backend_reason')})",
             f"model reload  {health.get('model_reload_error') or 'ok'}",
+            f"model update  {health.get('model_update_error') or 'ok'}",
             f"latency       inference p50 {_ms(health.get('inference_ms_p50'))}, "
             f"p95 {_ms(health.get('inference_ms_p95'))}; sign end to publish "
             f"p50 {_ms(health.get('sign_end_to_publish_ms_p50'))}, "

@@ -17,8 +17,6 @@ the batch whose ``clip_key`` column names them, and leave the device once that b
 
 from __future__ import annotations
 
-import base64
-import configparser
 import contextlib
 import csv
 import fcntl
@@ -36,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from edge.core.config import Config, SyncConfig
-from edge.core.credentials import systemd_credential
 from edge.core.errors import AslEdgeError
 from edge.runtime.clips import CLIPS_DIR
+from edge.runtime.s3 import S3Settings, checksum_headers, retryable, s3_client
 from edge.runtime.store import Store, StoreError, SyncBatch, SyncRow
 from edge.runtime.worker import Backoff, Supervised
 
@@ -62,11 +60,8 @@ CSV_COLUMNS = (
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP's CSV injection list).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LOCK_FILE = "sync.lock"
-SYSTEMD_CREDENTIAL = "s3-credentials"
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
-CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 30.0
 
 
 class SyncError(AslEdgeError):
@@ -193,86 +188,24 @@ def render_batch(
     return RenderedBatch(body.getvalue(), first, last_id, count, tuple(clips))
 
 
-def credentials_path(configured: str) -> Path | None:
-    """``[sync] credentials_file``, else the systemd credential, else None (the AWS chain)."""
-    if configured:
-        return Path(configured)
-    return systemd_credential(SYSTEMD_CREDENTIAL)
-
-
-def read_credentials(path: Path) -> dict[str, str]:
-    """The ``[default]`` keys of an AWS shared-credentials file (never logged)."""
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        with path.open(encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
-        raise SyncNotConfigured(f"sync.credentials_file: cannot read {path}: {type(exc).__name__}") from None
-    section = parser["default"] if parser.has_section("default") else None
-    if section is None or not section.get("aws_access_key_id") or not section.get("aws_secret_access_key"):
-        raise SyncNotConfigured(
-            f"sync.credentials_file: {path} needs aws_access_key_id and aws_secret_access_key under [default]"
-        )
-    keys = {
-        "aws_access_key_id": section["aws_access_key_id"],
-        "aws_secret_access_key": section["aws_secret_access_key"],
-    }
-    if section.get("aws_session_token"):
-        keys["aws_session_token"] = section["aws_session_token"]
-    return keys
-
-
-def _retryable(exc: Exception) -> bool:
-    from botocore.exceptions import ClientError, HTTPClientError
-    from botocore.exceptions import ConnectionError as EndpointUnreachable
-
-    if isinstance(exc, (HTTPClientError, EndpointUnreachable)):
-        return True
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        code = exc.response.get("Error", {}).get("Code", "")
-        return status >= 500 or status in (408, 429) or code in ("BadDigest", "RequestTimeout", "SlowDown")
-    return False
+def s3_settings(settings: SyncConfig) -> S3Settings:
+    return S3Settings(settings.endpoint_url, settings.region, settings.credentials_file)
 
 
 class S3Target:
-    """One bucket through boto3; every PUT carries checksums the server checks against the body."""
+    """One bucket; every PUT carries checksums the server checks against the body."""
 
     def __init__(self, settings: SyncConfig) -> None:
-        import boto3
-        from botocore.config import Config as BotoConfig
-
-        path = credentials_path(settings.credentials_file)
-        keys = read_credentials(path) if path else {}
-        session = boto3.session.Session(region_name=settings.region, **keys)
         self.bucket = settings.bucket
-        self.client: Any = session.client(
-            "s3",
-            endpoint_url=settings.endpoint_url or None,
-            config=BotoConfig(
-                retries={"max_attempts": 1, "mode": "standard"},
-                connect_timeout=CONNECT_TIMEOUT_S,
-                read_timeout=READ_TIMEOUT_S,
-                # Our own checksums (below) instead of botocore's default CRC32 trailer, which
-                # older S3-compatible stores reject.
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                s3={"addressing_style": "path"} if settings.endpoint_url else None,
-            ),
-        )
+        self.client: Any = s3_client(s3_settings(settings))
 
     def put(self, key: str, body: bytes, content_type: str) -> None:
-        sha256 = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        checksums = checksum_headers(body)
         response = self.client.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=body,
-            ContentType=content_type,
-            ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(),
-            ChecksumSHA256=sha256,
+            Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **checksums
         )
         echoed = response.get("ChecksumSHA256")
-        if echoed is not None and echoed != sha256:
+        if echoed is not None and echoed != checksums["ChecksumSHA256"]:
             raise UploadFailed(f"s3://{self.bucket}/{key}: the server stored a different SHA-256")
 
 
@@ -376,7 +309,7 @@ class FeedbackSync:
                 return
             except (BotoCoreError, ClientError) as exc:
                 where = f"s3://{self.settings.bucket}/{key}"
-                if not _retryable(exc):
+                if not retryable(exc):
                     raise UploadFailed(f"{where}: {exc}") from exc
                 if attempt + 1 == attempts:
                     raise UploadFailed(f"{where}: failed {attempts} times, last: {exc}") from exc
@@ -440,4 +373,16 @@ class FeedbackSync:
                 return
 
     def health(self) -> dict[str, object]:
-        return {"sync_last_success": self.last_success, "sync_last_error": self.last_error}
+        """The last success as Unix time and as ISO 8601 in UTC (what Home Assistant's timestamp
+        sensors read), and the last error."""
+        return {
+            "sync_last_success": self.last_success,
+            "sync_last_success_utc": utc_iso(self.last_success),
+            "sync_last_error": self.last_error,
+        }
+
+
+def utc_iso(unix_s: float | None) -> str | None:
+    return (
+        None if unix_s is None else datetime.fromtimestamp(unix_s, timezone.utc).isoformat(timespec="seconds")
+    )
