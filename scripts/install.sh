@@ -6,6 +6,12 @@
 # enables and (re)starts the service. Run it again to upgrade.
 #
 # Usage: sudo scripts/install.sh [--no-apt] [--no-user] [--no-systemd] [--print-apt-packages]
+#                                [--screen] [--screen-desktop]
+#   --screen          also the kiosk screen without a desktop: asl-edge-screen.service runs
+#                     Chromium in kiosk mode inside cage on tty1 (apt: cage; user asl-edge-screen)
+#   --screen-desktop  also the kiosk screen in a desktop session: an autostart entry
+#                     (/etc/xdg/autostart/asl-edge-screen.desktop) for whoever logs in
+#   Either needs a Chromium: apt install chromium (Debian) or snap install chromium (Ubuntu).
 # Environment:
 #   ASL_EDGE_ROOT      install under this directory instead of / (a staging root, e.g. for tests);
 #                      the virtualenv only runs from the path it was created at
@@ -23,17 +29,20 @@ package=${ASL_EDGE_PACKAGE:-$here}
 read -r -a pip_args <<< "${ASL_EDGE_PIP_ARGS:-}"
 venv=/opt/asl-edge/venv
 unit=asl-edge.service
+screen_unit=asl-edge-screen.service
 
 apt_packages() {
     sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$here/requirements/jetson-apt.txt"
 }
 
-use_apt=1 use_user=1 use_systemd=1
+use_apt=1 use_user=1 use_systemd=1 use_screen=0 use_screen_desktop=0
 for arg in "$@"; do
     case $arg in
         --no-apt) use_apt=0 ;;
         --no-user) use_user=0 ;;
         --no-systemd) use_systemd=0 ;;
+        --screen) use_screen=1 ;;
+        --screen-desktop) use_screen_desktop=1 ;;
         --print-apt-packages) apt_packages; exit 0 ;;
         -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
         *) echo "install: unknown option '$arg' (see --help)" >&2; exit 2 ;;
@@ -47,6 +56,7 @@ step() { echo "install: $*"; }
 
 if ((use_apt)); then
     mapfile -t packages < <(apt_packages)
+    ((use_screen)) && packages+=(cage)
     step "apt packages: ${packages[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
@@ -56,6 +66,11 @@ if ((use_user)); then
     install -D -m 0644 "$here/systemd/asl-edge.sysusers" "$root/etc/sysusers.d/asl-edge.conf"
     step "system user asl-edge (group video)"
     systemd-sysusers --root="${root:-/}" "$root/etc/sysusers.d/asl-edge.conf"
+    if ((use_screen)); then
+        install -D -m 0644 "$here/systemd/asl-edge-screen.sysusers" "$root/etc/sysusers.d/asl-edge-screen.conf"
+        step "system user asl-edge-screen (the kiosk screen)"
+        systemd-sysusers --root="${root:-/}" "$root/etc/sysusers.d/asl-edge-screen.conf"
+    fi
 fi
 
 # --system-site-packages: JetPack's tensorrt and the system's gi (GStreamer) are apt packages.
@@ -86,6 +101,16 @@ step "asl-edge$extras into $root$venv"
 "$root$venv/bin/python" -m pip install -q --upgrade "${pip_args[@]}" "$package$extras" "${constraints[@]}"
 
 install -D -m 0644 "$here/systemd/$unit" "$root/etc/systemd/system/$unit"
+units=("$unit")
+if ((use_screen)); then
+    install -D -m 0644 "$here/systemd/$screen_unit" "$root/etc/systemd/system/$screen_unit"
+    units+=("$screen_unit")
+    step "$screen_unit: Chromium in kiosk mode inside cage on tty1"
+fi
+if ((use_screen_desktop)); then
+    install -D -m 0644 "$here/systemd/asl-edge-screen.desktop" "$root/etc/xdg/autostart/asl-edge-screen.desktop"
+    step "autostart entry $root/etc/xdg/autostart/asl-edge-screen.desktop (at the next desktop login)"
+fi
 install -D -m 0644 "$here/README.md" "$root/opt/asl-edge/README.md"
 install -d -m 0755 "$root/etc/asl-edge"
 if [[ -e $root/etc/asl-edge/config.toml ]]; then
@@ -94,22 +119,22 @@ else
     install -m 0644 "$here/config.kiosk.toml" "$root/etc/asl-edge/config.toml"
     step "config $root/etc/asl-edge/config.toml (edit [device] id and [source] uri)"
 fi
-# The unit loads both files as credentials; systemd refuses to start it when one is missing.
+# The units load these files as credentials; systemd refuses to start one when a file is missing.
 install -d -m 0700 "$root/etc/asl-edge/credentials"
-for credential in mqtt-password s3-credentials; do
+for credential in mqtt-password s3-credentials screen-token; do
     [[ -e $root/etc/asl-edge/credentials/$credential ]] ||
         install -m 0600 /dev/null "$root/etc/asl-edge/credentials/$credential"
 done
 
 if ((!use_systemd)); then
-    step "skipped systemctl (--no-systemd); enable with: systemctl enable --now $unit"
+    step "skipped systemctl (--no-systemd); enable with: systemctl enable --now ${units[*]}"
 elif [[ -z $root && -d /run/systemd/system ]]; then
     systemctl daemon-reload
-    systemctl enable "$unit"
-    systemctl restart "$unit"
-    step "$unit enabled and started; follow it with: journalctl -u asl-edge -f"
+    systemctl enable "${units[@]}"
+    systemctl restart "${units[@]}"
+    step "${units[*]} enabled and started; follow it with: journalctl -u asl-edge -f"
 else
-    systemctl --root="${root:-/}" enable "$unit"
-    step "systemd is not running here (a container or a staging root): $unit is enabled for the" \
+    systemctl --root="${root:-/}" enable "${units[@]}"
+    step "systemd is not running here (a container or a staging root): ${units[*]} enabled for the" \
         "next boot, not started"
 fi

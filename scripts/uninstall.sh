@@ -10,6 +10,7 @@ set -euo pipefail
 root=${ASL_EDGE_ROOT:-}
 root=${root%/}
 unit=asl-edge.service
+screen_unit=asl-edge-screen.service
 
 purge=0 use_systemd=1
 for arg in "$@"; do
@@ -26,14 +27,17 @@ if [[ -z $root && $(id -u) -ne 0 ]]; then
 fi
 step() { echo "uninstall: $*"; }
 
-if ((use_systemd)) && [[ -e $root/etc/systemd/system/$unit ]]; then
-    if [[ -z $root && -d /run/systemd/system ]]; then
-        systemctl disable --now "$unit"
-    else
-        systemctl --root="${root:-/}" disable "$unit"
+for name in "$screen_unit" "$unit"; do
+    if ((use_systemd)) && [[ -e $root/etc/systemd/system/$name ]]; then
+        if [[ -z $root && -d /run/systemd/system ]]; then
+            systemctl disable --now "$name"
+        else
+            systemctl --root="${root:-/}" disable "$name"
+        fi
     fi
-fi
-rm -f "$root/etc/systemd/system/$unit" "$root"/etc/systemd/system/*.wants/"$unit"
+    rm -f "$root/etc/systemd/system/$name" "$root"/etc/systemd/system/*.wants/"$name"
+done
+rm -f "$root/etc/xdg/autostart/asl-edge-screen.desktop"
 if ((use_systemd)) && [[ -z $root && -d /run/systemd/system ]]; then
     systemctl daemon-reload
 fi
@@ -48,14 +52,14 @@ fi
 rm -rf "$root/opt/asl-edge"
 step "removed $unit and /opt/asl-edge"
 
-data=("$root/etc/asl-edge" "$root/var/lib/asl-edge" "$root/var/cache/asl-edge")
+data=("$root/etc/asl-edge" "$root/var/lib/asl-edge" "$root/var/cache/asl-edge" "$root/var/lib/asl-edge-screen")
 if ((purge)); then
     for path in "${data[@]}"; do
         [[ -e $path ]] || continue
         step "deleting $path ($(du -sh "$path" | cut -f1))"
         rm -rf "$path"
     done
-    rm -f "$root/etc/sysusers.d/asl-edge.conf"
+    rm -f "$root/etc/sysusers.d/asl-edge.conf" "$root/etc/sysusers.d/asl-edge-screen.conf"
 else
     for path in "${data[@]::2}"; do
         if [[ -e $path ]]; then

@@ -73,7 +73,7 @@ def _config(tmp_path: Path, video: Path, port: int, **source) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
         '[device]\nid = "kiosk-test"\n[source]\n' + "\n".join(lines) + f"\n[mqtt]\nport = {port}\n"
-        f'[storage]\nstate_dir = "state"\n[health]\ninterval_s = 1.0\n',
+        f'[storage]\nstate_dir = "state"\n[health]\ninterval_s = 1.0\n[screen]\nport = 0\n',
         encoding="utf-8",
     )
     return path
@@ -203,7 +203,8 @@ def test_failing_camera_is_restarted_and_reported(broker, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(
         f'[source]\nuri = "v4l2:///dev/video-missing"\n[mqtt]\nport = {broker.port}\n'
-        '[device]\nid = "kiosk-test"\n[storage]\nstate_dir = "state"\n[health]\ninterval_s = 0.5\n',
+        '[device]\nid = "kiosk-test"\n[storage]\nstate_dir = "state"\n[health]\ninterval_s = 0.5\n'
+        "[screen]\nport = 0\n",
         encoding="utf-8",
     )
     subscriber = Subscriber(broker.port, "asl/kiosk-test/health")

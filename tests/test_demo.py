@@ -135,3 +135,4 @@ def test_live_demo_prints_words_from_the_daemon_and_the_summary():
     assert len(expected) >= 3
     assert sum(a == b for a, b in zip(expected, recognized, strict=False)) >= len(expected) - 1
     assert re.fullmatch(r"accuracy: \d+/\d+ = \d+%", lines[-1])
+    assert any(re.fullmatch(r"kiosk screen: http://127\.0\.0\.1:\d+/ \(open it .*\)", line) for line in lines)

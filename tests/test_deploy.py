@@ -112,7 +112,7 @@ def test_install_creates_the_tree(installed: Path):
 
     credentials = installed / "etc/asl-edge/credentials"
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o700
-    for name in ("mqtt-password", "s3-credentials"):
+    for name in ("mqtt-password", "s3-credentials", "screen-token"):
         assert stat.S_IMODE((credentials / name).stat().st_mode) == 0o600
         assert (credentials / name).read_bytes() == b""
 
@@ -167,6 +167,43 @@ def test_uninstall_keeps_data_unless_purged(installed: Path, tmp_path: Path):
     assert not (root / "etc/asl-edge").exists()
 
 
+def test_install_with_the_kiosk_screen_and_uninstall(installed: Path, wheel: Path, tmp_path: Path):
+    root = tmp_path / "root"
+    shutil.copytree(installed, root, symlinks=True)
+    result = _install(root, wheel, "--screen", "--screen-desktop")
+    assert result.returncode == 0, result.stdout + result.stderr
+    screen_unit = ROOT / "systemd" / "asl-edge-screen.service"
+    assert (root / "etc/systemd/system/asl-edge-screen.service").read_bytes() == screen_unit.read_bytes()
+    wanted = root / "etc/systemd/system/multi-user.target.wants/asl-edge-screen.service"
+    assert os.readlink(wanted) == "/etc/systemd/system/asl-edge-screen.service"
+    autostart = root / "etc/xdg/autostart/asl-edge-screen.desktop"
+    assert autostart.read_bytes() == (ROOT / "systemd" / "asl-edge-screen.desktop").read_bytes()
+    (page,) = root.glob("opt/asl-edge/venv/lib/python3*/site-packages/edge/runtime/screen/static/index.html")
+    assert page.read_bytes() == (ROOT / "edge/runtime/screen/static/index.html").read_bytes()
+    passwd = {line.split(":")[0]: line.split(":") for line in (root / "etc/passwd").read_text().splitlines()}
+    assert passwd["asl-edge-screen"][6] == "/usr/sbin/nologin"
+    assert _values(screen_unit, "User") == ["asl-edge-screen"]
+    assert _values(screen_unit, "Wants")[0] == "asl-edge.service"
+    assert "asl-edge.service" in _values(screen_unit, "After")
+    (exec_start,) = _values(screen_unit, "ExecStart")
+    args = build_parser().parse_args(shlex.split(exec_start)[1:])
+    assert (args.command, args.cage, Path(args.config)) == ("screen", True, DEFAULT_CONFIG_PATH)
+    (desktop_exec,) = [line[5:] for line in autostart.read_text().splitlines() if line.startswith("Exec=")]
+    args = build_parser().parse_args(shlex.split(desktop_exec)[1:])
+    assert (args.command, args.cage) == ("screen", False)
+
+    result = _run(ROOT / "scripts" / "uninstall.sh", env={"ASL_EDGE_ROOT": str(root)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (root / "etc/systemd/system/asl-edge-screen.service").exists()
+    assert not wanted.is_symlink()
+    assert not autostart.exists()
+
+
+def test_desktop_autostart_entry_is_valid():
+    result = _run("desktop-file-validate", ROOT / "systemd" / "asl-edge-screen.desktop")
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
 def test_units_verify_without_any_warning(installed: Path, tmp_path: Path):
     result = _run("systemd-analyze", "verify", *_units_for(installed, tmp_path))
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
@@ -213,6 +250,7 @@ def test_credentials_are_the_files_the_installer_creates():
     assert loaded == {
         "mqtt-password": "/etc/asl-edge/credentials/mqtt-password",
         "s3-credentials": "/etc/asl-edge/credentials/s3-credentials",
+        "screen-token": "/etc/asl-edge/credentials/screen-token",
     }
 
 

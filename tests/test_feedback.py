@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from edge.runtime.feedback import Feedback, FeedbackRejected, parse_feedback
+from edge.runtime.feedback import Feedback, FeedbackRejected, handle_feedback, parse_feedback
+from edge.runtime.store import PredictionRecord, Store
 
 
 def _payload(**fields) -> bytes:
@@ -69,3 +70,28 @@ def test_random_bytes_never_escape_as_another_exception():
             continue
         assert isinstance(result.correct, bool)
         assert len(result.prediction_id) <= 64
+
+
+def test_acks_name_the_prediction_and_a_second_answer_stores_nothing(tmp_path):
+    store = Store(tmp_path)
+    store.add_prediction(PredictionRecord("p-1", "book", 0.9, [{"word": "book", "score": 0.9}], "m"))
+    first = handle_feedback(_payload(prediction_id="p-1", correct=False, label="drink"), store)
+    assert (first["status"], first["prediction_id"], first["feedback"]["label"]) == ("stored", "p-1", "drink")
+    assert "duplicate" not in first
+    again = handle_feedback(_payload(prediction_id="p-1", correct=False, label="drink"), store)
+    assert again == {**first, "duplicate": True}
+    other = handle_feedback(_payload(prediction_id="p-1", correct=True), store)
+    assert other == {
+        "status": "rejected",
+        "error": "already_answered",
+        "reason": "prediction 'p-1' was already answered",
+        "prediction_id": "p-1",
+    }
+    unknown = handle_feedback(_payload(prediction_id="p-2", correct=True), store)
+    assert (unknown["error"], unknown["prediction_id"]) == ("unknown_prediction", "p-2")
+    invalid = handle_feedback(_payload(prediction_id="p-1", correct="yes"), store)
+    assert (invalid["error"], invalid["prediction_id"]) == ("invalid", "p-1")
+    for unreadable in (b"{garbage", _payload(prediction_id="../x", correct=True), b"x" * 5000):
+        ack = handle_feedback(unreadable, store)
+        assert ack["error"] == "invalid" and "prediction_id" not in ack
+    assert store.counts()["feedback"] == 1

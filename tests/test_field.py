@@ -64,6 +64,7 @@ def _config(tmp_path: Path, port: int, source: str, **sections: str) -> Path:
     text = (
         f'[device]\nid = "{DEVICE}"\n[source]\n{source}\n[mqtt]\nport = {port}\n'
         f'[storage]\nstate_dir = "{sections.pop("state_dir", "state")}"\n[health]\ninterval_s = 0.5\n'
+        "[screen]\nport = 0\n"
     )
     path.write_text(text + "".join(sections.values()), encoding="utf-8")
     return path

@@ -56,7 +56,7 @@ def _write_config(
     path.write_text(
         f'[device]\nid = "kiosk-reload"\n[model]\nbundle = "{bundle}"\nwatch_s = {watch_s}\n'
         f'[source]\nuri = "test://"\nfps = 15\n[segmenter]\nmax_sign_s = 1.0\n[mqtt]\nport = {port}\n'
-        f'[storage]\nstate_dir = "state"\n[health]\ninterval_s = {health_interval_s}\n',
+        f'[storage]\nstate_dir = "state"\n[health]\ninterval_s = {health_interval_s}\n[screen]\nport = 0\n',
         encoding="utf-8",
     )
 

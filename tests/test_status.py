@@ -23,7 +23,7 @@ def _config(tmp_path: Path, port: int) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
         f'[device]\nid = "kiosk-status"\n[source]\nuri = "test://"\nfps = 15\n[mqtt]\nport = {port}\n'
-        '[storage]\nstate_dir = "state"\n[health]\ninterval_s = 0.5\n',
+        '[storage]\nstate_dir = "state"\n[health]\ninterval_s = 0.5\n[screen]\nport = 0\n',
         encoding="utf-8",
     )
     return path

@@ -11,6 +11,8 @@ import pytest
 from edge.runtime.store import (
     DB_FILE,
     DB_SCHEMA,
+    AlreadyAnswered,
+    FeedbackRecord,
     PredictionRecord,
     Store,
     StoreError,
@@ -55,8 +57,9 @@ def _batch(key: str, first_id: int, last_id: int, rows: int) -> SyncBatch:
 
 def test_batches_are_planned_before_upload_and_confirmed_after(tmp_path):
     store = Store(tmp_path)
-    store.add_prediction(_prediction(1))
-    ids = [store.add_feedback("p-1", True, None).id for _ in range(5)]
+    for index in range(1, 7):
+        store.add_prediction(_prediction(index))
+    ids = [store.add_feedback(f"p-{index}", True, None).id for index in range(1, 6)]
     assert [r.feedback_id for r in store.sync_rows(page_rows=2)] == ids
     store.plan_batch(_batch("a", ids[0], ids[2], 3))
     assert [r.feedback_id for r in store.sync_rows()] == ids[3:]
@@ -70,7 +73,7 @@ def test_batches_are_planned_before_upload_and_confirmed_after(tmp_path):
     assert store.confirm_batch("a", time.time()) == 0
     assert store.pending_batches() == []
     assert store.counts()["pending_feedback"] == 2
-    new = store.add_feedback("p-1", False, "x").id
+    new = store.add_feedback("p-6", False, "x").id
     assert [r.feedback_id for r in store.sync_rows()] == [*ids[3:], new]
 
 
@@ -159,12 +162,12 @@ def test_a_second_connection_waits_for_the_write_lock(tmp_path):
 
 def test_concurrent_writers_lose_nothing(tmp_path):
     store = Store(tmp_path)
-    for index in range(4):
+    for index in range(200):
         store.add_prediction(_prediction(index))
 
     def give_feedback(index: int) -> None:
-        for _ in range(50):
-            store.add_feedback(f"p-{index}", True, None)
+        for offset in range(50):
+            store.add_feedback(f"p-{index * 50 + offset}", True, None)
 
     threads = [threading.Thread(target=give_feedback, args=(i,)) for i in range(4)]
     for thread in threads:
@@ -185,3 +188,27 @@ def test_a_damaged_or_newer_database_is_a_clear_error(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="newer asl-edge"):
         Store(newer)
+
+
+def test_a_prediction_is_answered_once_even_by_racing_answers(tmp_path):
+    store = Store(tmp_path)
+    store.add_prediction(_prediction(1))
+    outcomes: list[object] = []
+
+    def answer(label: str) -> None:
+        try:
+            outcomes.append(store.add_feedback("p-1", False, label))
+        except AlreadyAnswered as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=answer, args=(f"word{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [stored] = [o for o in outcomes if isinstance(o, FeedbackRecord)]
+    refused = [o for o in outcomes if isinstance(o, AlreadyAnswered)]
+    assert len(refused) == 7
+    assert all(exc.first == stored for exc in refused)
+    assert "already answered" in str(refused[0])
+    assert store.counts()["feedback"] == 1

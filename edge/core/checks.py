@@ -106,3 +106,12 @@ def s3_url(url: str) -> str | None:
     if any(part in (".", "..") for part in prefix.split("/")):
         return f"{url!r}: '.' and '..' are not allowed in the prefix"
     return None
+
+
+def ip_address(value: str) -> str | None:
+    """An IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)"
+    return None

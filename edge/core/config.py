@@ -214,6 +214,24 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class ScreenConfig:
+    enabled: bool = _field(True, "serve the kiosk screen (the page the signer sees) from the daemon")
+    host: str = _field(
+        "127.0.0.1",
+        "IP address the screen listens on (0.0.0.0: every interface); other than loopback needs a token",
+        check=checks.ip_address,
+    )
+    port: int = _field(
+        8080, "screen port; 0 picks a free one (logged, and in health as screen_url)", min=0, max=65535
+    )
+    token_file: str = _field(
+        "",
+        "file holding the token every change on the screen must carry (never the token itself); "
+        "empty: the systemd credential screen-token ($CREDENTIALS_DIRECTORY) when it exists",
+    )
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = _field("info", "log level", choices=("debug", "info", "warning", "error"))
 
@@ -270,6 +288,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
@@ -378,6 +397,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         model=dataclasses.replace(config.model, bundle=resolved(config.model.bundle)),
         storage=dataclasses.replace(config.storage, state_dir=resolved(config.storage.state_dir)),
         sync=dataclasses.replace(config.sync, credentials_file=resolved(config.sync.credentials_file)),
+        screen=dataclasses.replace(config.screen, token_file=resolved(config.screen.token_file)),
         update=dataclasses.replace(
             config.update, public_key=tuple(resolved(key) for key in config.update.public_key)
         ),

@@ -3,7 +3,9 @@
 Renders a synthetic sentence video (placeholder gestures, not real ASL), starts a private
 Mosquitto broker on a free loopback port, runs ``asl-edge run`` on the video through GStreamer at
 its own frame rate, as a camera would deliver it, prints each word as it arrives over MQTT, then
-the expected and recognized sentences. Everything it starts, it stops.
+the expected and recognized sentences. The daemon's kiosk screen listens on a free loopback port
+whose address is printed first: open it in a browser to watch the words arrive. Everything it
+starts, it stops.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.demo.broker import Mosquitto
+from edge.demo.broker import Mosquitto, free_port
 from edge.demo.synth import write_dataset
 
 
@@ -33,11 +35,13 @@ def run(seed: int, realtime: bool) -> float:
         entry = json.loads((folder / "data" / "sentences.json").read_text())[0]
         broker = Mosquitto(folder).start()
         port = broker.port
+        screen_port = free_port()
         config = folder / "config.toml"
         config.write_text(
             f'[device]\nid = "demo"\n[source]\nuri = "file://{folder / "data" / entry["file"]}"\n'
             f"realtime = {'true' if realtime else 'false'}\n[mqtt]\nport = {port}\n"
-            f'[storage]\nstate_dir = "{folder / "state"}"\n[logging]\nlevel = "warning"\n',
+            f'[storage]\nstate_dir = "{folder / "state"}"\n[logging]\nlevel = "warning"\n'
+            f"[screen]\nport = {screen_port}\n",
             encoding="utf-8",
         )
         words: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -48,6 +52,9 @@ def run(seed: int, realtime: bool) -> float:
         listener.loop_start()
         time.sleep(0.2)
         print(f"asl-edge run: broker 127.0.0.1:{port}, source {entry['file']} ({len(entry['words'])} signs)")
+        print(
+            f"kiosk screen: http://127.0.0.1:{screen_port}/ (open it to watch the words arrive)", flush=True
+        )
         daemon = subprocess.Popen([sys.executable, "-m", "asl_edge", "run", "--config", str(config)])
         recognized: list[str] = []
         while daemon.poll() is None or not words.empty():

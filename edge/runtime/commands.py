@@ -1,7 +1,7 @@
 """The kiosk's commands: ``run``, ``recognize``, ``build`` (a TensorRT engine on the device),
-``status``, ``sync``, ``homeassistant remove``, ``check-config`` and ``config-reference``; and the
-workstation's side of model releases, ``keygen`` and ``publish`` (same runtime dependencies as the
-kiosk that verifies)."""
+``status``, ``sync``, ``screen`` (the kiosk's browser), ``homeassistant remove``, ``check-config``
+and ``config-reference``; and the workstation's side of model releases, ``keygen`` and ``publish``
+(same runtime dependencies as the kiosk that verifies)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_checked(path)
     logging.getLogger().setLevel(config.logging.level.upper())
     return run_daemon(config, path)
+
+
+def cmd_screen(args: argparse.Namespace) -> int:
+    import os
+
+    from edge.core.config import load_config
+    from edge.runtime.screen.kiosk import kiosk_command, wait_for_page
+
+    config = load_config(args.config)
+    command = kiosk_command(config.screen, args.browser, args.cage, tuple(args.browser_args))
+    address = command[-1].split("#", 1)[0]
+    print(f"waiting for the screen at {address} ...", flush=True)
+    if not wait_for_page(address, args.wait_s):
+        print_error(f"the screen at {address} did not answer in {args.wait_s:g} s (is asl-edge run up?)")
+        return EXIT_FAILURE
+    os.execv(command[0], command)  # the browser takes this process's place (and its systemd unit)
+    return EXIT_FAILURE
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -254,6 +271,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     status.add_argument("--json", action="store_true", help="one JSON object")
     status.set_defaults(handler=cmd_status)
+
+    screen = commands.add_parser(
+        "screen", help="the kiosk's browser: Chromium in kiosk mode on the daemon's page, once it answers"
+    )
+    screen.add_argument("--config", help=CONFIG_HELP)
+    screen.add_argument("--cage", action="store_true", help="run the browser inside cage (no desktop)")
+    screen.add_argument("--browser", help="browser command or path (default: the first Chromium found)")
+    screen.add_argument(
+        "--wait-s", type=positive_float, default=1800.0, help="seconds to wait for the page (default 1800)"
+    )
+    screen.add_argument("browser_args", nargs="*", help="extra browser arguments, after --")
+    screen.set_defaults(handler=cmd_screen)
 
     homeassistant = commands.add_parser(
         "homeassistant", help="Home Assistant MQTT discovery ([homeassistant] in the config)"

@@ -23,6 +23,7 @@ SIGHUP reloads the model between two frames (``edge.runtime.reload``).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -37,7 +38,7 @@ from pathlib import Path
 from edge.core.config import Config
 from edge.runtime.capture import Capture, SourceSettings
 from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
-from edge.runtime.feedback import FeedbackDesk, handle_feedback
+from edge.runtime.feedback import FeedbackDesk, handle_feedback, rejected
 from edge.runtime.health import write_health_file
 from edge.runtime.homeassistant import DiscoveryPublisher
 from edge.runtime.keeper import StoreKeeper
@@ -45,6 +46,7 @@ from edge.runtime.metrics import MetricsTextfile
 from edge.runtime.mqtt import MqttLink, mqtt_settings
 from edge.runtime.pipeline import Sign, SignPipeline
 from edge.runtime.reload import ActiveModel, ModelReloader
+from edge.runtime.screen.server import ScreenServer
 from edge.runtime.store import PredictionRecord, StoreError
 from edge.runtime.sync import FeedbackSync
 from edge.runtime.updater import NO_CHANNEL_HEALTH, Updater, open_first_model
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_S = 3600.0
 FRAME_WAIT_S = 0.5  # the loop ticks (watchdog, health, reload) at least this often
+SCREEN_FEEDBACK_WAIT_S = 10.0  # [screen] how long a POST waits for the feedback desk's answer
 
 
 def sd_notify(message: str) -> None:
@@ -86,6 +89,7 @@ class Daemon:
         self._last_maintenance = float("-inf")
         self._tick: tuple[float, int, int] = (time.monotonic(), 0, 0)  # (when, frames in, frames processed)
         self.metrics: MetricsTextfile | None = None
+        self.screen: ScreenServer | None = None  # [screen] the kiosk page (issue 13)
 
     # -- building and starting ---------------------------------------------------------------
 
@@ -113,7 +117,7 @@ class Daemon:
             self.link = MqttLink(mqtt_settings(config))
             self.desk = FeedbackDesk(
                 lambda payload: handle_feedback(payload, self.keeper, self.clips),
-                lambda ack: self.link.publish("feedback/ack", ack),
+                self._acknowledge,
             )
             self.link.subscribe(self.link.topic("feedback"), self.desk.submit)
             if config.homeassistant.enabled:
@@ -128,11 +132,19 @@ class Daemon:
                     Path(config.metrics.textfile), self.pipeline.latencies.inference_s
                 )
                 started.callback(self.metrics.stop)
+            if config.screen.enabled:  # [screen] the kiosk page (a missing token stops the start here)
+                self.screen = ScreenServer(
+                    config.screen, self._screen_feedback, self._screen_status, clips=config.sync.clips
+                )
+                self.screen.set_model(model.bundle.spec.labels, model.model_id)
 
             self.link.start()
             started.callback(self.link.stop)
             self.desk.start()
             started.callback(self.desk.stop)
+            if self.screen is not None:  # [screen] stopped before the desk and the store
+                self.screen.start()
+                started.callback(self.screen.stop)
             if self.sync:
                 self.sync.start()
                 started.callback(self.sync.stop)
@@ -181,6 +193,8 @@ class Daemon:
         """After a reload attempt: the active model's settings in the pipeline, and in health."""
         self.config = dataclasses.replace(self.config, model=self.reloader.config.model)
         self.pipeline.adopt(self.config.model, active.bundle.spec)
+        if self.screen is not None:  # [screen] the picker offers the new model's labels
+            self.screen.set_model(active.bundle.spec.labels, active.model_id)
         self._set_status(f"recognizing with {active.selection.backend}")
         self._health(force=True)
 
@@ -205,21 +219,21 @@ class Daemon:
         if self.clips is not None:
             self.clips.remember(prediction_id, sign.frames, sign.fps)
         end_to_publish_ms = (time.monotonic() - sign.ended_at) * 1000.0
-        self.link.publish(
-            "prediction",
-            {
-                "id": prediction_id,
-                "word": sign.word,
-                "confidence": round(sign.confidence, 6),
-                "top_k": top_k,
-                "start_s": round(sign.start_s, 3),
-                "end_s": round(sign.end_s, 3),
-                "latency_ms": round(sign.inference_ms, 1),
-                "sign_end_to_publish_ms": round(end_to_publish_ms, 1),
-                "model": active.model_id,
-                "backend": active.selection.backend,
-            },
-        )
+        prediction = {
+            "id": prediction_id,
+            "word": sign.word,
+            "confidence": round(sign.confidence, 6),
+            "top_k": top_k,
+            "start_s": round(sign.start_s, 3),
+            "end_s": round(sign.end_s, 3),
+            "latency_ms": round(sign.inference_ms, 1),
+            "sign_end_to_publish_ms": round(end_to_publish_ms, 1),
+            "model": active.model_id,
+            "backend": active.selection.backend,
+        }
+        self.link.publish("prediction", prediction)
+        if self.screen is not None:  # [screen] the word on the kiosk page (never blocks)
+            self.screen.publish_prediction(prediction)
         self.predictions += 1
         self.pipeline.latencies.sign_end_to_publish_ms.append(end_to_publish_ms)
         log.info("sign %.2f-%.2f s: %s (%.2f)", sign.start_s, sign.end_s, sign.word, sign.confidence)
@@ -275,7 +289,38 @@ class Daemon:
             "model": active.model_id,
             **(self.updater.health() if self.updater else NO_CHANNEL_HEALTH),
             "model_reload_error": self.reloader.error,
+            # [screen] screen_url, screen_clients, screen_error
+            **(
+                self.screen.health()
+                if self.screen
+                else {"screen_url": None, "screen_clients": 0, "screen_error": None}
+            ),
             **self.pipeline.latencies.percentiles(),
+        }
+
+    # -- [screen] the kiosk page's hooks (issue 13) ------------------------------------------
+
+    def _acknowledge(self, ack: dict[str, object]) -> None:
+        """The feedback desk's answer, to MQTT and to the page (answers from any client show)."""
+        self.link.publish("feedback/ack", ack)
+        if self.screen is not None:
+            self.screen.publish_ack(ack)
+
+    def _screen_feedback(self, payload: bytes) -> dict[str, object]:
+        """A POST from the page: the same desk as MQTT feedback; waits on the screen's thread."""
+        try:
+            return self.desk.submit(payload).result(timeout=SCREEN_FEEDBACK_WAIT_S)
+        except concurrent.futures.TimeoutError:
+            return rejected("busy", "the device is still storing earlier feedback; try again", None)
+
+    def _screen_status(self) -> dict[str, object]:
+        """What the page's banner shows; read on the screen's thread."""
+        return {
+            "capture_error": self.capture.stats.last_error,
+            "frames_in": self.capture.stats.frames_in,
+            "mqtt_connected": self.link.stats.connected,
+            "model_reloading": self.reloader.reloading,
+            "model_reload_error": self.reloader.error,
         }
 
     def _write_health_file(self, payload: dict[str, object]) -> None:

@@ -2,7 +2,14 @@
 
 Anything can arrive on a topic, so every field is checked before the store sees it: size, UTF-8,
 JSON, an object with known keys only, types (``correct`` must be a real boolean), identifier and
-label lengths and characters. A rejection carries one short reason for the ack topic.
+label lengths and characters. A rejection carries one short reason for the ack topic, an
+``error`` code (``invalid``, ``unknown_prediction``, ``already_answered``, ``disk_full``,
+``store_failed``, ``busy``, ``failed``) and, whenever the request had a readable one, its
+``prediction_id``, so a UI can match acks to its requests.
+
+A prediction is answered once. The same answer again (a double tap, an MQTT QoS 1 redelivery, a
+retried POST) gets the first answer's ack again, marked ``duplicate``, and stores nothing; a
+different second answer is rejected as ``already_answered``.
 
 ``FeedbackDesk`` does this work on its own thread: the SQLite fsync and a consent clip's MP4
 encoding never run on paho's network thread, and a burst of feedback waits in a bounded queue
@@ -27,7 +34,7 @@ import cv2
 
 from edge.runtime.clips import ClipKeeper
 from edge.runtime.mqtt import MESSAGE_SCHEMA
-from edge.runtime.store import FeedbackRecord, StoreError, StoreFull, UnknownPrediction
+from edge.runtime.store import AlreadyAnswered, FeedbackRecord, StoreError, StoreFull, UnknownPrediction
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +121,39 @@ def _consented_clip(feedback: Feedback, clips: ClipKeeper | None) -> str | None:
         return None
 
 
+def _prediction_id_of(payload: bytes) -> str | None:
+    """The request's ``prediction_id`` when it can be read, even from a request rejected otherwise."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    prediction_id = data.get("prediction_id") if isinstance(data, dict) else None
+    if isinstance(prediction_id, str) and _PREDICTION_ID.fullmatch(prediction_id):
+        return prediction_id
+    return None
+
+
+def rejected(error: str, reason: str, prediction_id: str | None) -> dict[str, object]:
+    """A rejection ack: the ``error`` code, the reason in one line, and the prediction it names."""
+    ack: dict[str, object] = {"status": "rejected", "error": error, "reason": reason}
+    if prediction_id is not None:
+        ack["prediction_id"] = prediction_id
+    return ack
+
+
+def _stored(record: FeedbackRecord, duplicate: bool = False) -> dict[str, object]:
+    ack: dict[str, object] = {
+        "status": "stored",
+        "prediction_id": record.prediction_id,
+        "feedback": record.to_json(),
+    }
+    if duplicate:
+        ack["duplicate"] = True
+    return ack
+
+
 def handle_feedback(
     payload: bytes, store: FeedbackStore, clips: ClipKeeper | None = None
 ) -> dict[str, object]:
@@ -124,26 +164,35 @@ def handle_feedback(
     """
     try:
         feedback = parse_feedback(payload)
-        clip_file = _consented_clip(feedback, clips)
-        try:
-            record = store.add_feedback(feedback.prediction_id, feedback.correct, feedback.label, clip_file)
-        except StoreError:
-            if clips is not None and clip_file is not None:
-                (clips.folder / clip_file).unlink(missing_ok=True)
-            raise
     except FeedbackRejected as exc:
         log.warning("feedback rejected: %s", exc)
-        return {"status": "rejected", "reason": str(exc)}
-    except UnknownPrediction as exc:
-        log.warning("feedback rejected: %s", exc)
-        return {"status": "rejected", "reason": str(exc), "prediction_id": feedback.prediction_id}
-    except StoreFull as exc:
-        log.error("feedback not stored: %s", exc)
-        return {"status": "rejected", "reason": "the device's disk is full; feedback cannot be stored now"}
+        return rejected("invalid", str(exc), _prediction_id_of(payload))
+    clip_file = _consented_clip(feedback, clips)
+    try:
+        record = store.add_feedback(feedback.prediction_id, feedback.correct, feedback.label, clip_file)
     except StoreError as exc:
-        log.error("feedback not stored: %s", exc)
-        return {"status": "rejected", "reason": "the device could not store feedback; try again"}
-    return {"status": "stored", "feedback": record.to_json()}
+        if clips is not None and clip_file is not None:
+            (clips.folder / clip_file).unlink(missing_ok=True)
+        return _refused(feedback, exc)
+    return _stored(record)
+
+
+def _refused(feedback: Feedback, exc: StoreError) -> dict[str, object]:
+    """The ack for feedback the store did not take: a repeat of the first answer, or why not."""
+    if isinstance(exc, AlreadyAnswered):
+        first = exc.first
+        if (first.correct, first.label) == (feedback.correct, feedback.label):
+            return _stored(first, duplicate=True)
+        log.warning("feedback rejected: %s", exc)
+        return rejected("already_answered", str(exc), feedback.prediction_id)
+    if isinstance(exc, UnknownPrediction):
+        log.warning("feedback rejected: %s", exc)
+        return rejected("unknown_prediction", str(exc), feedback.prediction_id)
+    log.error("feedback not stored: %s", exc)
+    if isinstance(exc, StoreFull):
+        reason = "the device's disk is full; feedback cannot be stored now"
+        return rejected("disk_full", reason, feedback.prediction_id)
+    return rejected("store_failed", "the device could not store feedback; try again", feedback.prediction_id)
 
 
 class FeedbackDesk:
@@ -173,7 +222,8 @@ class FeedbackDesk:
         try:
             self._waiting.put_nowait((payload, answer))
         except queue.Full:
-            self._answer({"status": "rejected", "reason": "too much feedback at once; try again"}, answer)
+            busy = rejected("busy", "too much feedback at once; try again", _prediction_id_of(payload))
+            self._answer(busy, answer)
         return answer
 
     def _run(self) -> None:
@@ -183,10 +233,8 @@ class FeedbackDesk:
                 ack = self._handle(payload)
             except Exception as exc:  # a bug here must not end feedback handling for good
                 log.exception("feedback handling failed")
-                ack = {
-                    "status": "rejected",
-                    "reason": f"the device failed to handle it: {type(exc).__name__}",
-                }
+                reason = f"the device failed to handle it: {type(exc).__name__}"
+                ack = rejected("failed", reason, _prediction_id_of(payload))
             self._answer(ack, answer)
 
     def _answer(self, ack: dict[str, object], answer: Future[dict[str, object]]) -> None:

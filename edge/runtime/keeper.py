@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from edge.runtime.store import (
+    AlreadyAnswered,
     FeedbackRecord,
     PredictionRecord,
     Store,
@@ -100,6 +101,8 @@ class StoreKeeper:
             if self.error is not None:  # likely one of the predictions the store could not take
                 kind = StoreFull if "disk is full" in self.error else StoreError
                 raise kind(f"{exc}; {self.error}") from exc
+            raise
+        except AlreadyAnswered:  # an answer to refuse, not a fault of the store
             raise
         except StoreError as exc:
             self._fault(str(exc))

@@ -2,8 +2,8 @@
 
 The schema (``edge.core.config``) refuses bad values; this adds what needs the files and the
 machine: the model bundle loads, the backend the config asks for can run here, a file source
-exists, the MQTT password and TLS files load, the S3 credentials file reads, and the release
-channel's public keys load. So every config
+exists, the MQTT password and TLS files load, the S3 credentials file reads, the release
+channel's public keys load, and the kiosk screen has the token it needs. So every config
 that ``run`` would refuse for its content is refused by ``check-config`` first, with the same
 one-line reason, and ``run`` never starts half of itself on a config it cannot use.
 """
@@ -20,6 +20,7 @@ from edge.runtime.backends.select import backend_problem
 from edge.runtime.mqtt import mqtt_settings, new_client
 from edge.runtime.releases import load_public_keys
 from edge.runtime.s3 import credentials_path, read_credentials
+from edge.runtime.screen.server import read_token
 
 
 def problems(config: Config) -> list[str]:
@@ -51,6 +52,11 @@ def problems(config: Config) -> list[str]:
         try:
             if credentials is not None:
                 read_credentials(credentials)
+        except AslEdgeError as exc:
+            found.append(str(exc))
+    if config.screen.enabled:
+        try:
+            read_token(config.screen)
         except AslEdgeError as exc:
             found.append(str(exc))
     return found

@@ -167,6 +167,11 @@ class ModelReloader:
         self._changed: object = None
         self._watched_at = time.monotonic()
 
+    @property
+    def reloading(self) -> bool:
+        """A reload is being prepared (the old model keeps recognizing meanwhile)."""
+        return self._worker is not None
+
     def _on_disk(self) -> tuple[object, ...]:
         """The config file's and the active bundle's stamps, as the watch compares them."""
         config_stamp = None

@@ -98,6 +98,14 @@ class UnknownPrediction(StoreError):
     """Feedback names a prediction this device never made (or no longer has)."""
 
 
+class AlreadyAnswered(StoreError):
+    """Feedback names a prediction that already has its answer; ``first`` is that answer."""
+
+    def __init__(self, first: FeedbackRecord) -> None:
+        super().__init__(f"prediction {first.prediction_id!r} was already answered")
+        self.first = first
+
+
 @dataclass(frozen=True)
 class PredictionRecord:
     id: str
@@ -297,17 +305,30 @@ class Store:
     ) -> FeedbackRecord:
         """Store feedback durably; raises UnknownPrediction for an id this device never issued.
 
+        A prediction is answered at most once: a second answer raises AlreadyAnswered with the
+        first (checked in the same write transaction, so two racing answers store one row).
         ``clip_file`` names the consented clip of the sign (under ``state_dir/clips``), if any.
         """
-        word = self.prediction_word(prediction_id)
-        if word is None:
-            raise UnknownPrediction(f"unknown prediction_id {prediction_id!r}")
-        received = time.time()
-        cursor = self._write(
-            "INSERT INTO feedback (prediction_id, received_at, correct, label, predicted_word, clip_file) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (prediction_id, received, int(correct), label, word, clip_file),
-        )
+        with self._atomic("cannot store feedback") as db:
+            found = db.execute("SELECT word FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
+            if found is None:
+                raise UnknownPrediction(f"unknown prediction_id {prediction_id!r}")
+            word = found[0]
+            first = db.execute(
+                "SELECT id, received_at, correct, label FROM feedback WHERE prediction_id = ? "
+                "ORDER BY id LIMIT 1",
+                (prediction_id,),
+            ).fetchone()
+            if first is not None:
+                raise AlreadyAnswered(
+                    FeedbackRecord(first[0], prediction_id, first[1], bool(first[2]), first[3], word)
+                )
+            received = time.time()
+            cursor = db.execute(
+                "INSERT INTO feedback (prediction_id, received_at, correct, label, predicted_word, "
+                "clip_file) VALUES (?, ?, ?, ?, ?, ?)",
+                (prediction_id, received, int(correct), label, word, clip_file),
+            )
         return FeedbackRecord(int(cursor.lastrowid or 0), prediction_id, received, correct, label, word)
 
     def sync_rows(self, batch_key: str | None = None, page_rows: int = _PAGE_ROWS) -> Iterator[SyncRow]:

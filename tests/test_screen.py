@@ -1,0 +1,388 @@
+"""The screen's server without a browser: the one feedback path over HTTP, its refusals, the live
+feed (snapshot first, slow pages dropped, never a blocked caller), a busy port, and the token."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.core.config import ScreenConfig, parse_config
+from edge.runtime.feedback import handle_feedback
+from edge.runtime.screen.feed import STREAM_QUEUE_EVENTS, ScreenFeed
+from edge.runtime.screen.server import ScreenError, ScreenServer, read_token
+from edge.runtime.store import PredictionRecord, Store
+from tests.browser import CHROMIUM, require_chromium, wait_for
+from tests.services import ROOT, free_port
+
+TOP_K = [{"word": w, "score": s} for w, s in (("book", 0.8), ("drink", 0.1), ("chair", 0.05))]
+
+
+def _prediction(index: int, word: str = "book") -> dict[str, Any]:
+    return {"id": f"p-{index}", "word": word, "confidence": 0.8, "top_k": TOP_K}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(tmp_path / "state")
+    for index in range(3):
+        p = _prediction(index)
+        store.add_prediction(PredictionRecord(p["id"], p["word"], p["confidence"], TOP_K, "m"))
+    yield store
+    store.close()
+
+
+def _serve(store: Store, **settings: Any) -> ScreenServer:
+    server = ScreenServer(ScreenConfig(port=0, **settings), lambda payload: handle_feedback(payload, store))
+    server.set_model(("book", "drink", "chair", "thank you"), "m")
+    server.start()
+    wait_for(lambda: server.url)
+    return server
+
+
+@pytest.fixture
+def screen(store: Store) -> Iterator[ScreenServer]:
+    server = _serve(store)
+    yield server
+    server.stop()
+
+
+def _request(
+    server: ScreenServer, method: str, path: str, body: bytes | None = None, **headers: str
+) -> tuple[int, dict[str, Any]]:
+    port = int(server.url.rsplit(":", 1)[1].rstrip("/"))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    if body is not None:
+        headers.setdefault("Content-Type", "application/json")
+    connection.request(method, path, body=body, headers=headers)
+    response = connection.getresponse()
+    text = response.read().decode()
+    connection.close()
+    assert "\n" not in text.strip() and "Traceback" not in text, text
+    return response.status, json.loads(text)
+
+
+def _answer(server: ScreenServer, **fields: Any) -> tuple[int, dict[str, Any]]:
+    return _request(server, "POST", "/api/feedback", json.dumps(fields).encode())
+
+
+def _rows(store: Store) -> int:
+    return store.counts()["feedback"]
+
+
+def test_feedback_by_post_is_stored_once_and_acknowledged(screen, store):
+    assert _answer(screen, prediction_id="p-1", correct=False, label="drink") == (
+        200,
+        {
+            "status": "stored",
+            "prediction_id": "p-1",
+            "feedback": {
+                "feedback_id": 1,
+                "prediction_id": "p-1",
+                "received_at": pytest.approx(time.time(), abs=30),
+                "correct": False,
+                "label": "drink",
+                "predicted_word": "book",
+            },
+        },
+    )
+    code, again = _answer(screen, prediction_id="p-1", correct=False, label="drink")
+    assert (code, again["status"], again["duplicate"], again["feedback"]["feedback_id"]) == (
+        200,
+        "stored",
+        True,
+        1,
+    )
+    code, other = _answer(screen, prediction_id="p-1", correct=True)
+    assert (code, other["error"], other["prediction_id"]) == (409, "already_answered", "p-1")
+    code, unknown = _answer(screen, prediction_id="p-9", correct=True)
+    assert (code, unknown["error"], unknown["prediction_id"]) == (404, "unknown_prediction", "p-9")
+    code, invalid = _answer(screen, prediction_id="p-2", correct="yes")
+    assert (code, invalid["error"], invalid["prediction_id"]) == (400, "invalid", "p-2")
+    assert _rows(store) == 1
+
+
+@pytest.mark.parametrize(
+    ("request_args", "code", "reason"),
+    [
+        (("POST", "/api/feedback", b"{not json"), 400, "not JSON"),
+        (("POST", "/api/feedback", b"x" * 5000), 413, "exceeds 4096"),
+        (("POST", "/api/feedback", b"{}", {"Content-Type": "text/plain"}), 415, "application/json"),
+        (("POST", "/api/feedback", b"{}", {"Origin": "http://evil.example"}), 403, "evil.example"),
+        (("POST", "/api/feedback", b"{}", {"Host": "evil.example"}), 421, "not this screen"),
+        (("GET", "/", None, {"Host": "rebound.example:8080"}), 421, "not this screen"),
+        (("POST", "/api/nothing", b"{}"), 404, "no such action"),
+        (("GET", "/etc/passwd", None), 404, "no such page"),
+        (("PUT", "/api/feedback", b"{}"), 405, "not allowed"),
+        (("DELETE", "/", None), 405, "not allowed"),
+    ],
+)
+def test_bad_requests_get_a_4xx_with_one_line_and_store_nothing(screen, store, request_args, code, reason):
+    method, path, body, *headers = request_args
+    status, answer = _request(screen, method, path, body, **(headers[0] if headers else {}))
+    assert (status, answer["status"]) == (code, "rejected")
+    assert reason in answer["reason"]
+    assert _rows(store) == 0
+
+
+def test_garbage_and_missing_lengths_are_refused_and_the_server_stays_up(screen, store):
+    port = int(screen.url.rsplit(":", 1)[1].rstrip("/"))
+    for raw in (
+        b"NONSENSE / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1 and more\r\n\r\n",
+        b"POST /api/feedback HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n\r\n" % port,
+        b"POST /api/feedback HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: -5\r\n\r\n" % port,
+        # A huge body is refused from its Content-Length alone, before a byte of it is read.
+        b"POST /api/feedback HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 2000000\r\n\r\n" % port,
+        b"\xff\xfe\x00\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(raw)
+            reply = b""
+            while chunk := client.recv(4096):
+                reply += chunk
+        status_line, _, rest = reply.partition(b"\r\n")
+        assert status_line.split()[1].startswith(b"4"), reply
+        assert b"Traceback" not in reply and b'"reason"' in rest
+    assert _answer(screen, prediction_id="p-0", correct=True)[0] == 200
+    assert _rows(store) == 1
+
+
+def test_the_page_and_its_assets_come_from_the_daemon(screen):
+    port = int(screen.url.rsplit(":", 1)[1].rstrip("/"))
+    total = 0
+    for path, kind in (("/", "text/html"), ("/screen.css", "text/css"), ("/screen.js", "text/javascript")):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        connection.close()
+        assert response.status == 200 and response.getheader("Content-Type").startswith(kind)
+        assert "default-src 'none'" in response.getheader("Content-Security-Policy")
+        assert b"http://" not in body and b"https://" not in body and b"//cdn" not in body
+        total += len(body)
+    assert total < 40_000, f"the page weighs {total} bytes"
+
+
+def _events(server: ScreenServer, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``count`` events a page connecting now receives."""
+    port = int(server.url.rsplit(":", 1)[1].rstrip("/"))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection.request("GET", "/api/events")
+    response = connection.getresponse()
+    assert response.getheader("Content-Type").startswith("text/event-stream")
+    events: list[tuple[str, dict[str, Any]]] = []
+    name = None
+    while len(events) < count:
+        line = response.fp.readline().decode().rstrip("\n")
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: ") and name:
+            events.append((name, json.loads(line[6:])))
+    connection.close()
+    return events
+
+
+def test_a_connecting_page_gets_the_latest_state_at_once(screen, store):
+    screen.publish_prediction(_prediction(0))
+    screen.publish_prediction(_prediction(1, "drink"))
+    _answer(screen, prediction_id="p-1", correct=False, label="chair")
+    [(first, labels), (second, state)] = _events(screen, 2)
+    assert (first, labels) == ("labels", {"labels": ["book", "drink", "chair", "thank you"], "model": "m"})
+    assert second == "state"
+    assert state["prediction"]["id"] == "p-1" and state["prediction"]["word"] == "drink"
+    assert state["answer"] == {"prediction_id": "p-1", "correct": False, "label": "chair"}
+    assert state["sentence"] == ["book", "chair"]  # the corrected word replaces the recognized one
+    _request(screen, "POST", "/api/sentence/clear", b"{}")
+    assert _events(screen, 2)[1][1]["sentence"] == []
+
+
+def test_a_page_that_stops_reading_is_dropped_and_publishing_never_waits():
+    feed = ScreenFeed()
+    stalled = feed.open_stream()
+    for index in range(STREAM_QUEUE_EVENTS + 10):
+        feed.publish_prediction(_prediction(index))
+    assert stalled.closed.is_set()
+    assert (feed.streams, feed.dropped_streams) == (0, 1)
+    fresh = feed.open_stream()
+    events = [fresh.next(0.1) for _ in range(3)]
+    assert events[0].startswith(b"retry:")
+    assert f'"id":"p-{STREAM_QUEUE_EVENTS + 9}"'.encode() in events[2]
+
+
+def test_stalled_sockets_never_block_the_publisher(screen):
+    """Pages that connect and never read: publishing stays immediate and they get dropped."""
+    port = int(screen.url.rsplit(":", 1)[1].rstrip("/"))
+    stalled = []
+    for _ in range(3):
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(("127.0.0.1", port))
+        client.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
+        stalled.append(client)
+    wait_for(lambda: screen.health()["screen_clients"] == 3)
+    big = {**_prediction(0), "top_k": [{"word": f"w{i}" * 20, "score": 0.01} for i in range(100)]}
+    for index in range(400):
+        screen.publish_prediction({**big, "id": f"p-{index}"})
+    wait_for(lambda: screen.health()["screen_clients"] == 0)
+    assert screen.feed.dropped_streams == 3
+    for client in stalled:
+        client.close()
+
+
+def test_the_banner_says_what_is_wrong():
+    feed = ScreenFeed()
+    feed.publish_status({"capture_error": None, "frames_in": 10, "mqtt_connected": True})
+    assert feed.snapshot()["status"] == {"problems": [], "mqtt_connected": True}
+    feed.publish_status({"capture_error": "device busy", "frames_in": 11, "mqtt_connected": False})
+    kinds = [p["kind"] for p in feed.snapshot()["status"]["problems"]]
+    assert kinds == ["broker"]  # frames still arrive: an old capture error is not shown
+    feed.publish_status({"model_reloading": True, "mqtt_connected": True})
+    assert [p["kind"] for p in feed.snapshot()["status"]["problems"]] == ["model"]
+    feed.publish_status({"model_reload_error": "bad bundle", "mqtt_connected": True})
+    [problem] = feed.snapshot()["status"]["problems"]
+    assert "bad bundle" in problem["text"]
+
+
+def test_a_busy_port_is_a_fault_that_heals(store):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        server = ScreenServer(ScreenConfig(port=port), lambda payload: handle_feedback(payload, store))
+        server.start()
+        try:
+            error = wait_for(lambda: server.health()["screen_error"])
+            assert f"cannot listen on 127.0.0.1:{port}" in error
+            assert server.health()["screen_url"] is None
+            holder.close()
+            wait_for(lambda: server.health()["screen_url"], 10)
+            assert server.health() == {
+                "screen_url": f"http://127.0.0.1:{port}/",
+                "screen_clients": 0,
+                "screen_error": None,
+            }
+        finally:
+            server.stop()
+
+
+def test_a_token_guards_every_change(store, tmp_path):
+    token_file = tmp_path / "screen-token"
+    token_file.write_text("s3cret-token\n", encoding="utf-8")
+    server = _serve(store, token_file=str(token_file))
+    try:
+        assert _answer(server, prediction_id="p-0", correct=True)[0] == 401
+        status, _ = _request(
+            server,
+            "POST",
+            "/api/feedback",
+            b'{"prediction_id": "p-0", "correct": true}',
+            Authorization="Bearer nope",
+        )
+        assert status == 401
+        assert _rows(store) == 0
+        status, ack = _request(
+            server,
+            "POST",
+            "/api/feedback",
+            b'{"prediction_id": "p-0", "correct": true}',
+            Authorization="Bearer s3cret-token",
+        )
+        assert (status, ack["status"]) == (200, "stored")
+        assert _request(server, "GET", "/api/state")[0] == 200  # reading needs no token
+    finally:
+        server.stop()
+
+
+def test_listening_beyond_loopback_requires_a_token(tmp_path, monkeypatch):
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    with pytest.raises(ScreenError, match=r"screen\.host: 0\.0\.0\.0 is not loopback"):
+        read_token(ScreenConfig(host="0.0.0.0"))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    (tmp_path / "screen-token").write_text("from-systemd\n", encoding="utf-8")
+    assert read_token(ScreenConfig(host="0.0.0.0")) == "from-systemd"
+    (tmp_path / "screen-token").write_text("", encoding="utf-8")  # the installer's empty placeholder
+    assert read_token(ScreenConfig()) is None
+
+
+def test_check_config_refuses_a_screen_beyond_loopback_without_a_token(tmp_path, monkeypatch):
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text('[screen]\nhost = "0.0.0.0"\n', encoding="utf-8")
+    check = subprocess.run(
+        [sys.executable, "-m", "asl_edge", "check-config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode != 0
+    assert "screen.host: 0.0.0.0 is not loopback, so the screen needs a token" in check.stdout + check.stderr
+
+
+def test_screen_config_is_validated():
+    config, problems = parse_config({"screen": {"host": "::1", "port": 0, "enabled": False}})
+    assert problems == [] and (config.screen.host, config.screen.port) == ("::1", 0)
+    _, problems = parse_config({"screen": {"host": "kiosk.local", "port": 70000}})
+    assert problems == [
+        "screen.host: 'kiosk.local' is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)",
+        "screen.port: 70000 is above the maximum 65535",
+    ]
+
+
+def _launcher(config: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "asl_edge", "screen", "--config", str(config), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_the_kiosk_launcher_waits_for_the_page_then_opens_it(store, tmp_path):
+    require_chromium()
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(f"[screen]\nport = {port}\n", encoding="utf-8")
+    headless = ("--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom")
+    launcher = _launcher(config, "--browser", str(CHROMIUM), "--wait-s", "60", "--", *headless)
+    assert launcher.stdout is not None
+    waiting = launcher.stdout.readline()  # the daemon is still loading its model: nothing answers
+    assert waiting == f"waiting for the screen at http://127.0.0.1:{port}/ ...\n"
+    assert launcher.poll() is None
+    server = ScreenServer(ScreenConfig(port=port), lambda payload: handle_feedback(payload, store))
+    server.set_model(("book",), "m")
+    server.start()
+    try:
+        out, err = launcher.communicate(timeout=60)
+    finally:
+        server.stop()
+    assert launcher.returncode == 0, err
+    assert '<html lang="en">' in out and 'data-testid="word"' in out
+
+
+def test_the_kiosk_launcher_gives_up_when_no_page_answers(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(f"[screen]\nport = {free_port()}\n", encoding="utf-8")
+    launcher = _launcher(config, "--browser", sys.executable, "--wait-s", "1")
+    _, err = launcher.communicate(timeout=30)
+    assert launcher.returncode == 1
+    assert "did not answer in 1 s (is asl-edge run up?)" in err
+    config.write_text("[screen]\nport = 0\n", encoding="utf-8")
+    launcher = _launcher(config, "--browser", sys.executable)
+    _, err = launcher.communicate(timeout=30)
+    assert (launcher.returncode, err.strip()) == (
+        2,
+        "asl-edge: error: [screen] port = 0 picks a new port at each start: set a fixed port for the kiosk",
+    )
