@@ -293,7 +293,9 @@ class MqttLink:
             self.stats.dropped += len(self._inflight) - len(unsent)  # QoS 0 lost with the connection
             self._inflight.clear()
             self._queue.extendleft(reversed(unsent))
-            self.stats.connected = True
+        # The retained status first, so that whoever sees the link connected finds it on the broker.
+        client.publish(self.topic("status"), encode({"state": "online"}), qos=1, retain=True)
+        self.stats.connected = True
         self._connected_at = time.monotonic()
         self.stats.connects += 1
         if self.stats.error:
@@ -309,7 +311,6 @@ class MqttLink:
         self._reported.clear()
         for topic, (_, qos) in self._handlers.items():
             client.subscribe(topic, qos=qos)
-        client.publish(self.topic("status"), encode({"state": "online"}), qos=1, retain=True)
         for hook in self._connect_hooks:
             try:
                 hook()
