@@ -31,7 +31,7 @@ from edge.core.errors import ConfigError
 from edge.core.preprocess import FrameCropper, frames_to_clip
 from edge.core.sampling import model_inputs
 from edge.runtime.backends.base import Backend
-from edge.runtime.backends.select import Selection
+from edge.runtime.backends.select import Selection, model_cache_dir
 from edge.runtime.capture import Capture, Frame, SourceSettings
 from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
 from edge.runtime.feedback import handle_feedback
@@ -270,7 +270,7 @@ class Daemon:
         self.sync = FeedbackSync(config) if config.sync.bucket else None
         state_dir = Path(config.storage.state_dir).expanduser()
         self.clips = ClipKeeper(state_dir / CLIPS_DIR) if config.sync.clips else None
-        model = open_model(prepare_model(config.model))
+        model = open_model(prepare_model(config.model), model_cache_dir(config.storage.state_dir))
         bundle, backend, selection = model.bundle, model.backend, model.selection
         self._model_id = model.model_id
         reloader = ModelReloader(self.config_path, config, model, self.reload_requested)
