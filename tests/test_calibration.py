@@ -159,7 +159,7 @@ def test_calibrate_command_writes_both_int8_models_report_and_manifest(demo_copy
     code = main(["calibrate", str(demo_copy), "--clips", "synthetic", *options])
     captured = capsys.readouterr()
     assert code == 0, captured.out
-    assert "INT8 QDQ (ONNX Runtime, for TensorRT)" in captured.out
+    assert "INT8 QDQ (for TensorRT)" in captured.out
     assert "INT8 (OpenVINO, NNCF): loses 0.0 top-1 points, agrees 100.0%: PASS" in captured.out
     # Progress of each stage on stderr: clips done, elapsed, and at the end the total.
     progress = captured.err.splitlines()
