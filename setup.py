@@ -30,10 +30,19 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        # asl-edge convert (and training the demo model); calibrate needs only onnx.
-        "convert": ["torch>=2.1", "onnx>=1.15", "onnxscript>=0.1"],
-        "calibrate": ["onnx>=1.15"],
+        # asl-edge convert (and training the demo model); calibrate needs onnx, and NNCF with
+        # OpenVINO for the OpenVINO INT8 model (build time only: never on the kiosk's runtime).
+        "convert": [
+            "torch>=2.1",
+            "onnx>=1.15",
+            "onnxscript>=0.1",
+            "nncf>=3.4,<3.5",
+            "openvino>=2026.4,<2027",
+        ],
+        "calibrate": ["onnx>=1.15", "nncf>=3.4,<3.5", "openvino>=2026.4,<2027"],
         "jetson": ["pycuda>=2022.1"],
+        # x86 CPU kiosks (mini PCs without a GPU): the OpenVINO backend, several times ONNX Runtime.
+        "openvino": ["openvino>=2026.4,<2027"],
         "capture": ["PyGObject>=3.42,<3.51"],
         "test": [
             "pytest>=8",

@@ -1,23 +1,39 @@
-"""``asl-edge calibrate``: the INT8 model of a bundle, its accuracy report, and its provenance.
+"""``asl-edge calibrate``: the INT8 models of a bundle, their accuracy report, and their provenance.
 
-Writes ``model.int8.onnx`` (explicit QDQ, for TensorRT's INT8 build), ``int8_report.json`` and,
-where TensorRT is installed, ``calibration.cache`` from its entropy calibrator (the legacy path), and
-records both, with what they were calibrated and evaluated on, in the manifest. The default
-validation set follows the calibration source: a WLASL split's ``test`` subset, fresh synthetic
-clips (another seed) for the synthetic signer, or the labelled folder itself.
+Writes ``model.int8.onnx`` (explicit QDQ, for TensorRT's INT8 build), ``model.openvino.int8.xml``
+with its ``.bin`` (NNCF, for OpenVINO on x86 CPU kiosks), ``int8_report.json`` and, where TensorRT
+is installed, ``calibration.cache`` from its entropy calibrator (the legacy path), and records
+them, with what they were calibrated and evaluated on and each accuracy gate's verdict, in the
+manifest. Every stage reads its clips one at a time from the source (decoded again for each stage)
+and reports its progress, so memory stays flat in ``--count``. The default validation set follows
+the calibration source: a WLASL split's ``test`` subset, fresh synthetic clips (another seed) for
+the synthetic signer, or the labelled folder itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from calibration.clips import SYNTHETIC, ClipSourceError, open_source
+from calibration.openvino_int8 import quantize_for_openvino
+from calibration.progress import Progress
 from calibration.qdq import quantize_to_qdq
 from calibration.report import AccuracyReport, evaluate
-from edge.core.bundle import CALIBRATION_CACHE_FILE, INT8_MODEL_FILE, load_bundle, sha256_of, update_manifest
+from edge.core.bundle import (
+    CALIBRATION_CACHE_FILE,
+    INT8_MODEL_FILE,
+    OPENVINO_INT8_FILE,
+    OPENVINO_INT8_WEIGHTS_FILE,
+    load_bundle,
+    sha256_of,
+    update_manifest,
+)
 from edge.runtime.backends.tensorrt.backend import tensorrt_available
 
 log = logging.getLogger(__name__)
@@ -34,6 +50,7 @@ class CalibrationPlan:
     eval_source: str | None = None
     eval_count: int = 120
     margin: float = 0.01
+    min_agreement: float = 0.95
     method: str = "entropy"
     video_root: Path | None = None
 
@@ -52,21 +69,43 @@ def _validation_source(plan: CalibrationPlan) -> tuple[str, str]:
     )
 
 
-def calibrate_bundle(bundle_dir: Path, plan: CalibrationPlan) -> AccuracyReport:
+def calibrate_bundle(
+    bundle_dir: Path, plan: CalibrationPlan, report_progress: Callable[[str], None] = lambda line: None
+) -> AccuracyReport:
+    """Write the INT8 models and the accuracy report; each stage reports its progress."""
     bundle = load_bundle(bundle_dir)
     spec = bundle.spec
-    calibration = open_source(plan.clips, spec, plan.count, CALIBRATION_SEED, "train", plan.video_root)
+
+    def calibration_clips() -> Iterator[np.ndarray]:
+        clips = open_source(plan.clips, spec, plan.count, CALIBRATION_SEED, "train", plan.video_root)
+        return (c.clip for c in clips)
+
+    stage = Progress("INT8 QDQ calibration (ONNX Runtime)", plan.count, report_progress)
     used = quantize_to_qdq(
         bundle.model_path,
         bundle_dir / INT8_MODEL_FILE,
         spec.input_name,
-        (c.clip for c in calibration),
+        calibration_clips(),
         plan.method,
+        stage.step,
+    )
+    stage = Progress("INT8 calibration (OpenVINO, NNCF)", used, report_progress)
+    quantize_for_openvino(
+        bundle.model_path, bundle_dir / OPENVINO_INT8_FILE, calibration_clips, used, stage.step
     )
     source, subset = _validation_source(plan)
     validation = open_source(source, spec, plan.eval_count, VALIDATION_SEED, subset, plan.video_root)
+    stage = Progress("accuracy", plan.eval_count, report_progress)
     report = evaluate(
-        bundle.model_path, bundle_dir / INT8_MODEL_FILE, validation, spec.input_name, plan.margin
+        bundle.model_path,
+        bundle_dir / INT8_MODEL_FILE,
+        validation,
+        spec.input_name,
+        plan.margin,
+        spec.num_classes,
+        plan.min_agreement,
+        openvino_int8_path=bundle_dir / OPENVINO_INT8_FILE,
+        on_clip=stage.step,
     )
     report.clips = {
         "calibration": {
@@ -82,14 +121,19 @@ def calibrate_bundle(bundle_dir: Path, plan: CalibrationPlan) -> AccuracyReport:
             "seed": VALIDATION_SEED if source == SYNTHETIC else None,
         },
     }
-    files = {INT8_MODEL_FILE: sha256_of(bundle_dir / INT8_MODEL_FILE)}
+    files = {
+        name: sha256_of(bundle_dir / name)
+        for name in (INT8_MODEL_FILE, OPENVINO_INT8_FILE, OPENVINO_INT8_WEIGHTS_FILE)
+    }
     if tensorrt_available():
         from edge.runtime.backends.tensorrt.calibrator import write_calibration_cache
 
-        clips = open_source(plan.clips, spec, plan.count, CALIBRATION_SEED, "train", plan.video_root)
-        report.clips["tensorrt_cache"] = {"count": write_calibration_cache(bundle, (c.clip for c in clips))}
+        stage = Progress("TensorRT entropy calibration", used, report_progress)
+        count = write_calibration_cache(bundle, stage.track(calibration_clips()))
+        report.clips["tensorrt_cache"] = {"count": count}
         files[CALIBRATION_CACHE_FILE] = sha256_of(bundle_dir / CALIBRATION_CACHE_FILE)
-    (bundle_dir / INT8_REPORT).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    summary = report.to_dict()
+    (bundle_dir / INT8_REPORT).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     update_manifest(
         bundle_dir,
         files=files,
@@ -102,7 +146,12 @@ def calibrate_bundle(bundle_dir: Path, plan: CalibrationPlan) -> AccuracyReport:
                 "fp32_top1": report.fp32_top1,
                 "agreement": report.agreement,
                 "n": report.n,
-            }
+                "verdict": report.verdict("int8"),
+            },
+            "openvino": {
+                "int8": {"model": OPENVINO_INT8_FILE, **summary["openvino"]["int8"]},  # type: ignore[index]
+                "bf16": summary["openvino"]["bf16"],  # type: ignore[index]
+            },
         },
     )
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from edge.core.command_line import EXIT_FAILURE, EXIT_OK, fraction, positive_int
@@ -17,13 +18,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         eval_source=args.eval,
         eval_count=args.eval_count,
         margin=args.margin,
+        min_agreement=args.min_agreement,
         method=args.method,
         video_root=Path(args.video_root) if args.video_root else None,
     )
-    report = calibrate_bundle(Path(args.bundle), plan)
+    report = calibrate_bundle(
+        Path(args.bundle), plan, lambda line: print(f"asl-edge: {line}", file=sys.stderr, flush=True)
+    )
     print(report.table())
-    print(f"wrote {Path(args.bundle) / 'model.int8.onnx'} and int8_report.json")
-    return EXIT_OK if report.passed else EXIT_FAILURE
+    print(
+        f"wrote {Path(args.bundle) / 'model.int8.onnx'}, model.openvino.int8.xml (.bin) and int8_report.json"
+    )
+    return EXIT_OK if report.all_passed else EXIT_FAILURE
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -36,7 +42,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     calibrate = commands.add_parser(
-        "calibrate", help="INT8 QDQ model and accuracy report (FP32 vs INT8 vs FP16)"
+        "calibrate",
+        help="INT8 models (QDQ for TensorRT, NNCF for OpenVINO) and their accuracy report and gate",
     )
     calibrate.add_argument("bundle", help="model bundle directory")
     calibrate.add_argument(
@@ -49,6 +56,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     calibrate.add_argument("--eval-count", type=positive_int, default=120, help="validation clips (120)")
     calibrate.add_argument(
         "--margin", type=fraction, default=0.01, help="top-1 INT8 may lose, as a fraction (0.01)"
+    )
+    calibrate.add_argument(
+        "--min-agreement",
+        type=fraction,
+        default=0.95,
+        help="fraction of clips on which INT8 must agree with FP32's top-1 (0.95)",
     )
     calibrate.add_argument("--method", choices=("entropy", "minmax", "percentile"), default="entropy")
     calibrate.add_argument("--video-root", help="WLASL videos folder (default: videos/ beside the split)")

@@ -20,7 +20,12 @@ from edge.core.errors import BackendError
 from edge.runtime.backends.base import Backend
 
 # (max relative logit difference, min top-1 agreement) an engine of each precision must meet.
-TOLERANCES = {"fp32": (1e-3, 1.0), "fp16": (1e-2, 1.0), "int8": (float("inf"), 0.95)}
+TOLERANCES = {
+    "fp32": (1e-3, 1.0),
+    "fp16": (1e-2, 1.0),
+    "bf16": (float("inf"), 0.95),
+    "int8": (float("inf"), 0.95),
+}
 
 
 @dataclass(frozen=True)

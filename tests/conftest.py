@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib.util
+import platform
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,13 @@ import torch
 from convert.i3d import InceptionI3d
 from convert.random_model import randomize
 
+# What [model] backend = "auto" runs on this machine without TensorRT: OpenVINO on an x86 CPU where it
+# is installed (CI installs it), else ONNX Runtime.
+AUTO_CPU_BACKEND = (
+    "openvino"
+    if importlib.util.find_spec("openvino") and platform.machine().lower() in ("x86_64", "amd64")
+    else "onnxruntime"
+)
 TINY_WIDTH = 0.125
 TINY_CLASSES = 10
 TINY_FRAMES = 16

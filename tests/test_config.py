@@ -50,7 +50,22 @@ def test_environment_variable_names_the_file(tmp_path, monkeypatch):
         ("[model]\ntop_k = 0\n", "model.top_k: 0 is below the minimum 1"),
         ('[model]\ntop_k = "5"\n', "model.top_k: expected int, got str"),
         ("[model]\ntop_k = true\n", "model.top_k: expected int, got bool"),
-        ('[model]\nbackend = "cuda"\n', "model.backend: 'cuda' is not one of auto, tensorrt, onnxruntime"),
+        (
+            '[model]\nbackend = "cuda"\n',
+            "model.backend: 'cuda' is not one of auto, tensorrt, openvino, onnxruntime",
+        ),
+        (
+            '[model]\nbackend = "openvino"\nprecision = "fp16"\n',
+            "model.precision: openvino does not run fp16 (it runs auto, fp32, int8, bf16; fp16 is TensorRT's",
+        ),
+        (
+            '[model]\nbackend = "tensorrt"\nprecision = "bf16"\n',
+            "model.precision: tensorrt does not run bf16",
+        ),
+        (
+            '[model]\nbackend = "onnxruntime"\nprecision = "int8"\n',
+            "model.precision: onnxruntime does not run int8",
+        ),
         ("[model]\nmin_confidence = 1.5\n", "model.min_confidence: 1.5 is above the maximum 1.0"),
         ('[device]\nid = "a/b"\n', "device.id: 'a/b' must be 1-64 ASCII"),
         ("model = 3\n", "model: must be a table"),

@@ -29,7 +29,7 @@ def test_reference_names_every_section_and_key_with_type_default_and_doc():
             kind = "str or list of str" if isinstance(item.default, tuple) else type(item.default).__name__
             assert f"| {kind} |" in row
     assert '| `backend` | str | `"auto"` |' in reference
-    assert "one of `auto`, `tensorrt`, `onnxruntime`" in reference
+    assert "one of `auto`, `tensorrt`, `openvino`, `onnxruntime`" in reference
     assert "| `build_if_missing` | bool | `false` |" in reference
     assert (
         "| `top_k` | int | `5` | how many ranked words to report with each prediction | 1 to 100 |"

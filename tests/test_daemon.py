@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from asl_edge.cli import main
+from tests.conftest import AUTO_CPU_BACKEND
 from tests.services import Mosquitto, MqttSubscriber, SeaweedFS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,7 +230,7 @@ def test_failing_camera_is_restarted_and_reported(broker, tmp_path):
     assert health["frames_in"] == 0
     assert health["model"].startswith("demo_i3d-")
     assert health["pending_feedback"] == health["sync_backlog"] == 0
-    assert health["backend"] == "onnxruntime"
+    assert health["backend"] == AUTO_CPU_BACKEND
     assert process.returncode == 0, err[-2000:]
 
 
@@ -313,6 +314,6 @@ def test_feedback_reaches_the_bucket_while_the_daemon_runs(sentences, broker, tm
         assert header.startswith("feedback_id,prediction_id,device_id,")
         assert f"1,{prediction['id']},kiosk-test," in row
         assert ",false,'-1," in row
-        assert row.endswith(f",{prediction['model']},onnxruntime,{clip}")
+        assert row.endswith(f",{prediction['model']},{AUTO_CPU_BACKEND},{clip}")
     finally:
         s3.stop()

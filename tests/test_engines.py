@@ -28,6 +28,7 @@ from edge.runtime.backends.tensorrt.engines import (
     sidecar_path,
     write_sidecar,
 )
+from tests.conftest import AUTO_CPU_BACKEND
 
 SIDECARS = Path(__file__).parent / "fixtures" / "sidecars"
 ORIN_JP60 = DeviceInfo("8.6.2", "Orin", "8.7")
@@ -156,7 +157,7 @@ def test_tensorrt_absent_or_stubs_only_is_not_available(tmp_path, monkeypatch):
 def test_backend_selection_without_tensorrt(tiny_bundle):
     bundle = load_bundle(tiny_bundle)
     backend, selection = open_backend(bundle, "auto")
-    assert (backend.name, selection.backend) == ("onnxruntime", "onnxruntime")
+    assert (backend.name, selection.backend) == (AUTO_CPU_BACKEND, AUTO_CPU_BACKEND)
     assert "TensorRT is not installed" in selection.reason
     backend.close()
     backend, selection = open_backend(bundle, "onnxruntime")
@@ -164,7 +165,7 @@ def test_backend_selection_without_tensorrt(tiny_bundle):
     backend.close()
     with pytest.raises(BackendError, match="backend 'tensorrt': TensorRT is not installed"):
         open_backend(bundle, "tensorrt")
-    with pytest.raises(BackendError, match="not one of auto, tensorrt, onnxruntime"):
+    with pytest.raises(BackendError, match="not one of auto, tensorrt, openvino, onnxruntime"):
         open_backend(bundle, "cuda")
 
 

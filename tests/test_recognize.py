@@ -14,7 +14,7 @@ from edge.core.errors import VideoError
 from edge.core.preprocess import FrameCropper, frames_to_clip
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edge.runtime.recognize import VideoRecognizer
-from tests.conftest import moving_blob_frames, write_video
+from tests.conftest import AUTO_CPU_BACKEND, moving_blob_frames, write_video
 
 
 def _expected_word(bundle_dir, frames) -> str:
@@ -64,7 +64,7 @@ def test_json_output_fields_and_exit_code(tiny_bundle, videos, capsys):
         scores = [k["score"] for k in row["top_k"]]
         assert scores == sorted(scores, reverse=True)
         assert row["latency_ms"] > 0
-        assert row["backend"] == "onnxruntime"
+        assert row["backend"] == AUTO_CPU_BACKEND
 
 
 def test_word_matches_a_hand_computed_inference(tiny_bundle, videos, capsys):

@@ -33,6 +33,7 @@ from edge.runtime.releases import (
     release_key,
     sign_document,
 )
+from tests.conftest import AUTO_CPU_BACKEND
 from tests.services import Mosquitto, MqttSubscriber, SeaweedFS, running_daemon
 
 BUCKET = "models"
@@ -310,7 +311,7 @@ def test_a_running_daemon_adopts_refuses_and_rolls_back_releases_and_restarts_of
         assert json.loads((tmp_path / "state" / "health.json").read_text())["model_version"] == "1.0.0"
         assert main(["status", "--config", str(config), "--timeout-s", "5"]) == 0
         out = capsys.readouterr().out
-        assert f"model         {tiny_id} release 1.0.0 on onnxruntime" in out
+        assert f"model         {tiny_id} release 1.0.0 on {AUTO_CPU_BACKEND}" in out
         assert "model update  ok" in out
 
         # A file altered in the bucket after signing.

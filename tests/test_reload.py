@@ -2,6 +2,7 @@
 is swapped in between frames, a broken one leaves the old model running and is reported."""
 
 import json
+import re
 import shutil
 import signal
 import time
@@ -72,6 +73,9 @@ def _nan_logits_bundle(target: Path) -> Path:
     model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(np.nan, np.float32), "nan"))
     model.graph.node.append(onnx.helper.make_node("Mul", ["raw_logits", "nan"], ["logits"]))
     onnx.save(model, bundle / MODEL_FILE)
+    # Its INT8 models are the demo's own, which OpenVINO's auto would run instead: not this one's.
+    for name in ("model.int8.onnx", "model.openvino.int8.xml", "model.openvino.int8.bin"):
+        (bundle / name).unlink()
     update_manifest(bundle, {MODEL_FILE: sha256_of(bundle / MODEL_FILE)}, {})
     return bundle
 
@@ -90,8 +94,10 @@ def test_sighup_swaps_the_model_and_keeps_the_old_one_when_the_new_one_is_broken
         model.seek(-64, 2)
         model.write(b"\0" * 64)
     unloadable = shutil.copytree(DEMO_BUNDLE, tmp_path / "unloadable")
-    (unloadable / MODEL_FILE).write_bytes(b"not an onnx model")
-    update_manifest(unloadable, {MODEL_FILE: sha256_of(unloadable / MODEL_FILE)}, {})
+    # Every model file of the bundle (OpenVINO's auto runs its INT8 model, not model.onnx).
+    for name in (MODEL_FILE, "model.openvino.int8.xml"):
+        (unloadable / name).write_bytes(b"not a model")
+        update_manifest(unloadable, {name: sha256_of(unloadable / name)}, {})
     _nan_logits_bundle(tmp_path / "nan-logits")
     cropped = shutil.copytree(DEMO_BUNDLE, tmp_path / "cropped")
     update_manifest(
@@ -127,7 +133,7 @@ def test_sighup_swaps_the_model_and_keeps_the_old_one_when_the_new_one_is_broken
         assert "does not match the manifest" in health["model_reload_error"]
         health = reload("unloadable")
         assert health["model"] == tiny_id
-        assert "ONNX Runtime cannot load the model" in health["model_reload_error"]
+        assert re.search("ONNX Runtime cannot load|OpenVINO cannot compile", health["model_reload_error"])
         health = reload("nan-logits")
         assert health["model"] == tiny_id
         assert health["model_reload_error"] == "smoke inference: the logits are not all finite"

@@ -24,13 +24,14 @@ def test_mypy_is_clean():
 
 def test_runtime_imports_no_build_time_library():
     """Every module of the core, the runtime and the CLI imports without PyTorch, ONNX or NNCF
-    being loaded: the kiosk never installs them. (TensorRT's calibrator needs TensorRT itself.)"""
+    being loaded: the kiosk never installs them; nor OpenVINO, an optional extra loaded only when
+    its backend opens. (TensorRT's calibrator needs TensorRT itself.)"""
     code = (
         "import importlib, pkgutil, sys, edge, asl_edge.cli\n"
         "for info in pkgutil.walk_packages(edge.__path__, 'edge.'):\n"
         "    if not info.name.endswith('tensorrt.calibrator'):\n"
         "        importlib.import_module(info.name)\n"
-        "loaded = sorted(m for m in ('torch', 'onnx', 'nncf') if m in sys.modules)\n"
+        "loaded = sorted(m for m in ('torch', 'onnx', 'nncf', 'openvino') if m in sys.modules)\n"
         "sys.exit(', '.join(loaded) or None)"
     )
     result = _run(sys.executable, "-c", code)

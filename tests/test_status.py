@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from asl_edge.cli import main
+from tests.conftest import AUTO_CPU_BACKEND
 from tests.services import Mosquitto, running_daemon
 
 
@@ -58,7 +59,9 @@ def test_status_of_a_running_then_stopped_daemon(broker, tmp_path, capsys):
         assert report["state"] == "online"
         assert report["health_source"] == "broker"
         assert report["health"]["model"].startswith("demo_i3d-")
-        assert report["health"]["backend"] == "onnxruntime"
+        assert report["health"]["backend"] == AUTO_CPU_BACKEND
+        if AUTO_CPU_BACKEND == "openvino":  # its compiled model is kept in the state directory
+            assert any((tmp_path / "state" / "openvino-cache").iterdir())
         # test:// shows a moving ball: whatever it recognized is what the store holds, no feedback.
         predictions = report["store"]["predictions"]
         assert report["health"]["predictions"] <= predictions

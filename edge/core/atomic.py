@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,9 +30,10 @@ def replacing(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     library's ``save``); when the block succeeds it becomes ``path`` atomically, when it fails it
     is removed. ``suffix`` lets writers that choose a format by extension see the right one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
+    # Created like any new file (0666 less the umask), not mkstemp's 0600: a manifest or a metrics
+    # file must stay readable by whoever could read the file it replaces.
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.partial{suffix}"
+    os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield temporary
         with open(temporary, "rb") as written:

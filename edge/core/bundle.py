@@ -24,6 +24,9 @@ LABELS_FILE = "labels.txt"
 MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model.int8.onnx"
 CALIBRATION_CACHE_FILE = "calibration.cache"
+# OpenVINO's INT8 model (NNCF post-training quantization) and its weights.
+OPENVINO_INT8_FILE = "model.openvino.int8.xml"
+OPENVINO_INT8_WEIGHTS_FILE = "model.openvino.int8.bin"
 INPUT_LAYOUT = "NCTHW"
 COLOR_ORDER = "BGR"
 VALUE_RANGE = (-1.0, 1.0)

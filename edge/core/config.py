@@ -39,25 +39,37 @@ class DeviceConfig:
     id: str = _field("dev-local", "device id, used in MQTT topics and sync keys", pattern="id")
 
 
+# The precisions each backend runs ("auto": its own choice); ``auto`` may pick any of them.
+BACKEND_PRECISIONS = {
+    "tensorrt": ("auto", "fp32", "int8", "fp16"),
+    "openvino": ("auto", "fp32", "int8", "bf16"),
+    "onnxruntime": ("auto", "fp32"),
+}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     bundle: str = _field("", "model bundle directory; empty for the demo bundle shipped with asl-edge")
     backend: str = _field(
         "auto",
         "inference backend: auto (TensorRT when it imports and an engine for this device exists, "
-        "else ONNX Runtime), tensorrt or onnxruntime",
-        choices=("auto", "tensorrt", "onnxruntime"),
+        "else OpenVINO on an x86 CPU where it is installed, else ONNX Runtime), tensorrt, openvino "
+        "or onnxruntime",
+        choices=("auto", "tensorrt", "openvino", "onnxruntime"),
     )
     precision: str = _field(
         "auto",
-        "TensorRT engine precision to use or build: auto (best engine present, else build fp16), "
-        "fp16, int8 or fp32",
-        choices=("auto", "fp16", "int8", "fp32"),
+        "precision of the backend: auto (TensorRT: the best engine present, else build fp16; "
+        "OpenVINO: the fastest this CPU has whose accuracy gate passed), fp32, int8, fp16 (TensorRT) "
+        "or bf16 (OpenVINO, CPUs with BF16); ONNX Runtime runs fp32",
+        choices=("auto", "fp32", "int8", "fp16", "bf16"),
     )
     build_if_missing: bool = _field(
         False, "build the TensorRT engine at start when this device has none (takes minutes)"
     )
-    threads: int = _field(0, "CPU threads for ONNX Runtime; 0 for every core this process may use", min=0)
+    threads: int = _field(
+        0, "CPU threads for ONNX Runtime and OpenVINO; 0 for every core this process may use", min=0
+    )
     top_k: int = _field(5, "how many ranked words to report with each prediction", min=1, max=100)
     min_confidence: float = _field(
         0.0, "probability below which a sign is reported as 'unknown'", min=0.0, max=1.0
@@ -70,6 +82,16 @@ class ModelConfig:
         min=0.0,
         max=3600.0,
     )
+
+    def problems(self) -> list[str]:
+        """Rules across fields, as ``key: problem`` lines: each backend runs its own precisions."""
+        runs = BACKEND_PRECISIONS.get(self.backend)
+        if runs is None or self.precision in runs:
+            return []
+        return [
+            f"model.precision: {self.backend} does not run {self.precision} (it runs {', '.join(runs)}; "
+            "fp16 is TensorRT's, bf16 OpenVINO's)"
+        ]
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,19 @@ from edge.core.errors import AslEdgeError
 def _open_recognizer(args: argparse.Namespace):
     from edge.core.bundle import load_bundle, resolve_bundle_path
     from edge.core.config import load_config
-    from edge.runtime.backends.select import open_backend
+    from edge.runtime.backends.select import model_cache_dir, open_backend
     from edge.runtime.recognize import VideoRecognizer
 
-    config = load_config(args.config).model
+    loaded = load_config(args.config)
+    config = loaded.model
     bundle = load_bundle(resolve_bundle_path(args.bundle, config.bundle))
     backend, _ = open_backend(
-        bundle, config.backend, args.threads or config.threads, config.precision, config.build_if_missing
+        bundle,
+        config.backend,
+        args.threads or config.threads,
+        config.precision,
+        config.build_if_missing,
+        model_cache_dir(loaded.storage.state_dir),
     )
     top_k = args.top_k or config.top_k
     combine = args.combine or config.combine

@@ -35,7 +35,7 @@ from edge.core.bundle import Bundle, load_bundle, resolve_bundle_path
 from edge.core.config import Config, ModelConfig, load_config
 from edge.core.errors import BackendError
 from edge.runtime.backends.base import Backend
-from edge.runtime.backends.select import Selection, open_backend, prepare_engine
+from edge.runtime.backends.select import Selection, model_cache_dir, open_backend, prepare_engine
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +105,12 @@ def prepare_model(config: ModelConfig, build_engine: bool = False) -> Prepared:
     return Prepared(ModelSource(config, path, bundle_files(path)), bundle)
 
 
-def open_model(prepared: Prepared) -> ActiveModel:
-    """The backend, on the calling thread (the inference thread: it owns the CUDA context)."""
+def open_model(prepared: Prepared, cache_dir: Path | None = None) -> ActiveModel:
+    """The backend, on the calling thread (the inference thread: it owns the CUDA context);
+    ``cache_dir`` keeps compiled models across restarts (OpenVINO)."""
     config = prepared.source.config
     backend, selection = open_backend(
-        prepared.bundle, config.backend, config.threads, config.precision, config.build_if_missing
+        prepared.bundle, config.backend, config.threads, config.precision, config.build_if_missing, cache_dir
     )
     return ActiveModel(prepared.source, prepared.bundle, backend, selection)
 
@@ -289,7 +290,7 @@ class ModelReloader:
         """Inference thread: open, smoke-test, swap, close the old backend; None on success, else
         why the old model is kept."""
         try:
-            candidate = open_model(prepared)
+            candidate = open_model(prepared, model_cache_dir(self.config.storage.state_dir))
         except Exception as exc:  # a reload must never stop the kiosk: keep the old model
             return str(exc) or type(exc).__name__
         try:

@@ -35,6 +35,7 @@ from typing import Any
 
 from edge.core.atomic import atomic_write_bytes, fsync_directory
 from edge.core.config import Config, update_endpoint_url
+from edge.runtime.backends.select import model_cache_dir
 from edge.runtime.releases import (
     BUNDLE_DIR,
     POINTER_FILE,
@@ -244,8 +245,9 @@ class Startup:
 def open_first_model(config: Config) -> Startup:
     """Inference thread, at start: with a channel, the last verified release (else the one
     before it), else ``[model] bundle``. A release that fails here is reported, never fatal."""
+    cache_dir = model_cache_dir(config.storage.state_dir)
     if not config.update.channel:
-        return Startup(open_model(prepare_model(config.model)))
+        return Startup(open_model(prepare_model(config.model), cache_dir))
     store = ReleaseStore.of(config)
     state = store.read_state()
     problems = []
@@ -257,14 +259,14 @@ def open_first_model(config: Config) -> Startup:
             if installed is None:
                 raise ReleaseRefused(f"{store.root / version} is missing")
             model_config = dataclasses.replace(config.model, bundle=str(installed.bundle.path))
-            model = open_model(prepare_model(model_config))
+            model = open_model(prepare_model(model_config), cache_dir)
         except Exception as exc:  # a broken local release must not stop the kiosk: try the next
             problems.append(f"release {version} (installed) not used: {exc}")
             log.warning(problems[-1])
             continue
         log.info("starting on release %s (%s)", version, model.model_id)
         return Startup(model, installed, "; ".join(problems) or None)
-    model = open_model(prepare_model(config.model))
+    model = open_model(prepare_model(config.model), cache_dir)
     return Startup(model, None, "; ".join(problems) or None)
 
 
