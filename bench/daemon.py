@@ -6,7 +6,7 @@ daemon's last health message: frames in and dropped, capture-to-segmenter cost p
 (crop + motion), inference latency and end-of-sign to MQTT latency (p50/p95), and the daemon's
 peak RSS. The last line printed is a JSON object.
 
-    python bench/daemon.py [--seed 2026] [--sentences 2]
+    python bench/daemon.py [--seed 2026] [--sentences 2] [--backend auto|onnxruntime|openvino]
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from edge.demo.broker import Mosquitto  # noqa: E402
 from edge.demo.synth import write_dataset  # noqa: E402
 
 
-def run_one(folder: Path, video: Path, broker: Mosquitto) -> tuple[dict, list[dict]]:
+def run_one(folder: Path, video: Path, broker: Mosquitto, backend: str) -> tuple[dict, list[dict]]:
     config = folder / "config.toml"
     config.write_text(
-        f'[device]\nid = "bench"\n[source]\nuri = "file://{video}"\n[mqtt]\nport = {broker.port}\n'
+        f'[device]\nid = "bench"\n[model]\nbackend = "{backend}"\n[source]\nuri = "file://{video}"\n'
+        f"[mqtt]\nport = {broker.port}\n"
         f'[storage]\nstate_dir = "{folder / "state"}"\n[health]\ninterval_s = 1.0\n[screen]\nport = 0\n'
         '[logging]\nlevel = "warning"\n',
         encoding="utf-8",
@@ -63,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--sentences", type=int, default=2)
+    parser.add_argument("--backend", default="auto", help="[model] backend for the daemon (default auto)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="asl-edge-bench-daemon-") as name:
         folder = Path(name)
@@ -72,7 +74,7 @@ def main() -> None:
         rows = []
         try:
             for entry in entries:
-                health, predictions = run_one(folder, folder / "data" / entry["file"], broker)
+                health, predictions = run_one(folder, folder / "data" / entry["file"], broker, args.backend)
                 words = [p["word"] for p in predictions]
                 hits = sum(a == b for a, b in zip(entry["words"], words, strict=False))
                 rows.append((health, predictions, hits, len(entry["words"])))

@@ -14,12 +14,13 @@ import logging
 import threading
 import time
 from pathlib import Path
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
 
 from edge.core.atomic import replacing
 from edge.runtime.store import Store
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class ClipKeeper:
 
     def remember(self, prediction_id: str, frames: list[np.ndarray], fps: float) -> None:
         """Keep a copy of a prediction's BGR crops; the oldest prediction's frames are forgotten."""
+        import numpy as np  # here, not at the top: sync imports this module for CLIPS_DIR alone
+
         stacked = np.stack(frames)
         with self._lock:
             self._frames[prediction_id] = (stacked, fps)
@@ -55,6 +58,8 @@ class ClipKeeper:
         height, width = frames.shape[1:3]
         # OpenCV picks the container by the suffix, so the temporary file ends in .mp4 too.
         with replacing(self.folder / name, suffix=".mp4") as partial:
+            import cv2
+
             writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
             if not writer.isOpened():
                 raise OSError("OpenCV cannot encode mp4v here")
