@@ -115,3 +115,16 @@ def test_bad_uris_are_refused():
         pipeline_for(SourceSettings(uri="http://example/video"))
     with pytest.raises(CaptureError, match="appsink name=sink"):
         pipeline_for(SourceSettings(uri="gst:videotestsrc ! fakesink"))
+
+
+def test_a_raw_gst_pipeline_that_ends_is_restarted_like_a_camera():
+    pipeline = (
+        "gst:videotestsrc num-buffers=5 ! video/x-raw,width=64,height=48 ! videoconvert ! "
+        "video/x-raw,format=BGR ! appsink name=sink"
+    )
+    capture = Capture(SourceSettings(uri=pipeline, reconnect_max_s=0.1)).start()
+    frames = _collect(capture, limit=15, timeout_s=20)
+    capture.close()
+    assert len(frames) == 15 and capture.stats.restarts >= 2
+    assert [f.epoch for f in frames] == [0] * 5 + [1] * 5 + [2] * 5
+    assert capture.stats.last_error in (None, "the source ended (end of stream)")
