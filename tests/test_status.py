@@ -1,6 +1,7 @@
 """``asl-edge status`` against a real Mosquitto and a real daemon, and ``--check`` without a broker."""
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -10,7 +11,7 @@ import pytest
 
 from asl_edge.cli import main
 from tests.conftest import AUTO_CPU_BACKEND
-from tests.services import Mosquitto, running_daemon
+from tests.services import ROOT, Mosquitto, running_daemon
 
 
 @pytest.fixture
@@ -35,6 +36,17 @@ def _wait_for(path: Path, timeout_s: float = 30.0) -> None:
     while not path.is_file():
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.1)
+
+
+def _labels(text: str) -> list[str]:
+    """What each line of ``asl-edge status`` is about: its padded label, or a health key."""
+    return [line.split()[0] if line.startswith("sync_") else line[:13].strip() for line in text.splitlines()]
+
+
+def _readme_example() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### `asl-edge status`") :]
+    return re.findall(r"```\n(device .*?)```", section, re.S)[0]
 
 
 def _status(capsys, *args: str) -> tuple[int, str, str]:
@@ -73,6 +85,7 @@ def test_status_of_a_running_then_stopped_daemon(broker, tmp_path, capsys):
         assert "state         online" in out
         assert "from the broker" in out
         assert "0 feedback pending upload" in out
+        assert _labels(out) == _labels(_readme_example()), "the README's status example is out of date"
         code, out, _ = _status(capsys, "--config", str(config), "--check")
         assert code == 0
         assert out.startswith("alive: health written")
