@@ -259,6 +259,12 @@ class Health(MqttSubscriber):
             if topic == kind and accept(payload):
                 return payload
 
+    def forget(self) -> None:
+        """Drop what a stopped daemon sent, so that the next one's messages are read alone."""
+        time.sleep(0.5)  # its last messages may still be on their way from the broker
+        while not self.messages.empty():
+            self.messages.get_nowait()
+
 
 def _kiosk_config(
     folder: Path, s3: SeaweedFS, port: int, channel: str, keys: Path, endpoint: str = ""
@@ -337,13 +343,22 @@ def test_a_running_daemon_adopts_refuses_and_rolls_back_releases_and_restarts_of
         assert _publish(s3, channel, _demo_copy(tmp_path / "b4", "demo-4"), "4.0.0", keys) == 0
         adopted = health.until("health", lambda h: h["model_version"] == "4.0.0")
         assert (adopted["model"], adopted["model_update_error"]) == ("demo-4", None)
+        pointer_to_4 = s3.client().get_object(Bucket=BUCKET, Key="kiosks/current.json")["Body"].read()
 
         # Rollback: the previous release is still on the device.
         assert _promote(s3, channel, "1.0.0", keys) == 0
         adopted = health.until("health", lambda h: h["model_version"] == "1.0.0")
         assert (adopted["model"], adopted["model_update_error"]) == (tiny_id, None)
         assert health.until("prediction", lambda p: True)["model"] == tiny_id
+
+        # A replayed pointer (validly signed, but older than the one adopted) cannot downgrade.
+        s3.client().put_object(Bucket=BUCKET, Key="kiosks/current.json", Body=pointer_to_4)
+        refused = health.until("health", lambda h: h["model_update_error"] is not None)
+        assert refused["model_update_error"].startswith("release 4.0.0 refused: the pointer's sequence ")
+        assert "(a replayed pointer?)" in refused["model_update_error"]
+        assert (refused["model"], refused["model_version"]) == (tiny_id, "1.0.0")
         log = _stop(daemon)
+    health.forget()
     assert "release 1.0.0: from the local copy" in log
     releases = tmp_path / "state" / "releases"
     assert sorted(os.listdir(releases)) == [".channel.json", "1.0.0", "4.0.0"]
