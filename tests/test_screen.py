@@ -18,9 +18,9 @@ import pytest
 from edge.core.config import ScreenConfig, parse_config
 from edge.runtime.feedback import handle_feedback
 from edge.runtime.screen.feed import STREAM_QUEUE_EVENTS, ScreenFeed
-from edge.runtime.screen.server import ScreenError, ScreenServer, read_token
+from edge.runtime.screen.server import SESSION_S, ScreenError, ScreenServer, read_token
 from edge.runtime.store import PredictionRecord, Store
-from tests.browser import CHROMIUM, require_chromium, wait_for
+from tests.browser import CHROMIUM, require_chromium, start_chromium, wait_for
 from tests.services import ROOT, free_port
 
 TOP_K = [{"word": w, "score": s} for w, s in (("book", 0.8), ("drink", 0.1), ("chair", 0.05))]
@@ -275,31 +275,111 @@ def test_a_busy_port_is_a_fault_that_heals(store):
             server.stop()
 
 
-def test_a_token_guards_every_change(store, tmp_path):
+def _raw_get(server: ScreenServer, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and the first bytes of a GET (an event stream never ends: read a little)."""
+    port = int(server.url.rsplit(":", 1)[1].rstrip("/"))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection.request("GET", path, headers=headers)
+    response = connection.getresponse()
+    body = response.read() if response.getheader("Content-Length") else response.read1(4096)
+    connection.close()
+    return response.status, dict(response.getheaders()), body
+
+
+def _token_screen(store: Store, tmp_path: Path, **settings: Any) -> ScreenServer:
     token_file = tmp_path / "screen-token"
     token_file.write_text("s3cret-token\n", encoding="utf-8")
-    server = _serve(store, token_file=str(token_file))
+    server = _serve(store, token_file=str(token_file), **settings)
+    server.publish_prediction(_prediction(0, "drink"))
+    return server
+
+
+def test_with_a_token_every_read_and_change_needs_it(store, tmp_path):
+    server = _token_screen(store, tmp_path, host="0.0.0.0")  # beyond loopback, as on a kiosk's network
     try:
+        for path in ("/api/state", "/api/events"):
+            for headers in ({}, {"Authorization": "Bearer nope"}, {"Cookie": "asl-edge-session=1.abc"}):
+                status, _, body = _raw_get(server, path, **headers)
+                assert status == 401, (path, headers)
+                refusal = json.loads(body)
+                assert set(refusal) == {"status", "reason"} and "token" in refusal["reason"]
+                assert b"drink" not in body and b"p-0" not in body  # nothing of the signer's words
+        status, _, body = _raw_get(server, "/api/state", Authorization="Bearer s3cret-token")
+        assert status == 200 and json.loads(body)["prediction"]["word"] == "drink"
+        assert _raw_get(server, "/")[0] == 200  # the page itself holds nothing of the state
         assert _answer(server, prediction_id="p-0", correct=True)[0] == 401
-        status, _ = _request(
-            server,
-            "POST",
-            "/api/feedback",
-            b'{"prediction_id": "p-0", "correct": true}',
-            Authorization="Bearer nope",
-        )
-        assert status == 401
+        body = b'{"prediction_id": "p-0", "correct": true}'
+        assert _request(server, "POST", "/api/feedback", body, Authorization="Bearer nope")[0] == 401
         assert _rows(store) == 0
-        status, ack = _request(
-            server,
-            "POST",
-            "/api/feedback",
-            b'{"prediction_id": "p-0", "correct": true}',
-            Authorization="Bearer s3cret-token",
-        )
+        status, ack = _request(server, "POST", "/api/feedback", body, Authorization="Bearer s3cret-token")
         assert (status, ack["status"]) == (200, "stored")
-        assert _request(server, "GET", "/api/state")[0] == 200  # reading needs no token
     finally:
+        server.stop()
+
+
+def test_the_page_trades_its_token_for_a_session_cookie(store, tmp_path):
+    server = _token_screen(store, tmp_path)
+    try:
+        port = int(server.url.rsplit(":", 1)[1].rstrip("/"))
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection.request("POST", "/api/session", body=b"{}", headers={"Content-Type": "application/json"})
+        refused = connection.getresponse()
+        assert (refused.status, refused.getheader("Set-Cookie")) == (401, None)
+        refused.read()
+        connection.request(
+            "POST",
+            "/api/session",
+            body=b"{}",
+            headers={"Content-Type": "application/json", "Authorization": "Bearer s3cret-token"},
+        )
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        cookie = response.getheader("Set-Cookie")
+        assert response.status == 200 and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        session = cookie.split(";")[0]
+        status, _, body = _raw_get(server, "/api/state", Cookie=session)
+        assert status == 200 and json.loads(body)["prediction"]["id"] == "p-0"
+        status, headers, body = _raw_get(server, "/api/events", Cookie=session)
+        assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+        name, value = session.split("=", 1)
+        expires, mac = value.split(".")
+        for forged in (f"{int(expires) + 3600}.{mac}", f"{expires}.{mac[:-1]}0", expires):
+            assert _raw_get(server, "/api/state", Cookie=f"{name}={forged}")[0] == 401
+        stale = server.new_session(now=time.time() - 2 * SESSION_S)
+        assert _raw_get(server, "/api/state", Cookie=f"{name}={stale}")[0] == 401
+        body = b'{"prediction_id": "p-0", "correct": true}'
+        assert _request(server, "POST", "/api/feedback", body, Cookie=session)[0] == 401  # changes: the token
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}])
+def test_reads_from_another_origin_are_refused(screen, headers):
+    screen.publish_prediction(_prediction(0, "drink"))
+    for path in ("/api/state", "/api/events"):
+        status, _, body = _raw_get(screen, path, **headers)
+        assert status == 403 and b"drink" not in body
+    assert _raw_get(screen, "/api/state", **{"Sec-Fetch-Site": "same-origin"})[0] == 200
+
+
+def test_a_page_opened_with_the_token_reads_through_its_session_and_one_without_is_told(store, tmp_path):
+    server = _token_screen(store, tmp_path)
+    driver = start_chromium(800, 480)
+    try:
+        driver.get(f"{server.url}#token=s3cret-token")
+        wait_for(lambda: driver.find_element("css selector", '[data-testid="word"]').text == "drink")
+        assert "#token" not in driver.current_url  # the page keeps it, the address bar does not
+        server.publish_prediction(_prediction(1, "chair"))  # live events reach the page
+        wait_for(lambda: driver.find_element("css selector", '[data-testid="word"]').text == "chair")
+        driver.execute_cdp_cmd("Network.clearBrowserCookies", {})  # its Path=/api is not the page's
+        driver.execute_script("localStorage.clear()")
+        driver.get(server.url)
+        banner = driver.find_element("css selector", '[data-testid="status-banner"]')
+        wait_for(lambda: "needs its token" in banner.text, what="the page to say it needs the token")
+        assert driver.find_element("css selector", '[data-testid="word"]').text == "…"
+    finally:
+        driver.quit()
         server.stop()
 
 

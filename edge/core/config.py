@@ -248,7 +248,7 @@ class ScreenConfig:
     )
     token_file: str = _field(
         "",
-        "file holding the token every change on the screen must carry (never the token itself); "
+        "file holding the token every read and change of the screen must carry (never the token itself); "
         "empty: the systemd credential screen-token ($CREDENTIALS_DIRECTORY) when it exists",
     )
 

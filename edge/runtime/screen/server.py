@@ -12,18 +12,25 @@ socket has a timeout, and connections are capped. Routes:
   what happened (200 stored, 400 invalid, 404 unknown prediction, 409 already answered, 503 not
   stored).
 - ``POST /api/sentence/clear``: empties the running sentence.
+- ``POST /api/session``: trades the screen token (``Authorization: Bearer``) for a session cookie,
+  so that the page's ``EventSource``, which cannot send headers, can read the events.
 
 Bound to loopback by default. Requests must name this server in ``Host`` (a page on another site
-cannot reach it through DNS rebinding) and changes must come from this origin (``Origin``). When a
-screen token is set, every change must carry it (``Authorization: Bearer``); listening on anything
-but loopback requires one. Bodies are JSON of at most ``MAX_BODY_BYTES``; every refusal is a 4xx
-with a one-line JSON reason. A busy port is a fault, reported in ``health`` and retried, never a
-reason for the daemon to stop.
+cannot reach it through DNS rebinding), and nothing but this server's own page may use it
+(``Origin``, ``Sec-Fetch-Site``). The words a signer makes are theirs: when a screen token is set,
+every read of the state (``/api/state``, ``/api/events``) needs it too, as the bearer token or the
+session cookie (HttpOnly, SameSite=Strict, derived from the token so it dies with it), and every
+change needs the bearer token; listening on anything but loopback requires a token. Tokens are
+compared in constant time, and a refusal is a 401 that carries nothing of the state. Bodies are
+JSON of at most ``MAX_BODY_BYTES``; every refusal is a 4xx with a one-line JSON reason. A busy port
+is a fault, reported in ``health`` and retried, never a reason for the daemon to stop.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import http.cookies
 import http.server
 import ipaddress
 import json
@@ -56,6 +63,9 @@ KEEPALIVE_S = 15.0
 STATUS_POLL_S = 0.5
 SHUTDOWN_POLL_S = 0.1
 BIND_RETRY_S = (1.0, 30.0)
+SESSION_COOKIE = "asl-edge-session"
+SESSION_S = 24 * 3600.0  # a page trades its token for a new cookie when this one has expired
+TOKEN_REQUIRED = "a valid screen token is required (Authorization: Bearer TOKEN, or the page's session)"
 ACK_HTTP_STATUS = {
     "invalid": 400,
     "unknown_prediction": 404,
@@ -205,6 +215,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(421, problem)
             return
         path = urlsplit(self.path).path
+        if path in ("/api/events", "/api/state"):
+            problem = self._origin_problem()
+            if problem:
+                self.send_error(403, problem)
+                return
+            if not self._may_read():
+                self.send_error(401, TOKEN_REQUIRED)
+                return
         if path == "/api/events":
             self._stream()
         elif path == "/api/state":
@@ -216,7 +234,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404, f"no such page: {path[:80]}")
 
     def do_POST(self) -> None:
-        actions = {"/api/feedback": self._feedback, "/api/sentence/clear": self._clear_sentence}
+        actions = {
+            "/api/feedback": self._feedback,
+            "/api/sentence/clear": self._clear_sentence,
+            "/api/session": self._open_session,
+        }
         action = actions.get(urlsplit(self.path).path)
         if action is None:
             self.send_error(404, f"no such action: {urlsplit(self.path).path[:80]}")
@@ -225,9 +247,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if problem:
             self.send_error(421, problem)
             return
-        problem = self._change_problem()
+        problem = self._origin_problem()
         if problem:
-            self.send_error(401 if "token" in problem else 403, problem)
+            self.send_error(403, problem)
+            return
+        if not self._bearer_ok():  # changes need the token itself, never only the session cookie
+            self.send_error(401, "a valid screen token is required (Authorization: Bearer TOKEN)")
             return
         body = self._read_body()
         if body is not None:
@@ -238,17 +263,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _refuse_method
 
-    def _change_problem(self) -> str | None:
-        """Changes only from this server's own page, and with the token when one is required."""
+    def _origin_problem(self) -> str | None:
+        """Only this server's own page: another origin's scripts, frames and event sources are
+        refused (``Origin`` where the browser sends one, ``Sec-Fetch-Site`` where it sends that)."""
         origin = self.headers.get("Origin")
         if origin is not None and origin != f"http://{self.headers.get('Host', '')}":
             return f"requests from {origin[:80]!r} are refused"
-        token = self.screen.token
-        if token is not None:
-            given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return "a valid screen token is required (Authorization: Bearer TOKEN)"
+        if self.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            return "requests from another site are refused"
         return None
+
+    def _bearer_ok(self) -> bool:
+        """The request carries the screen token (constant-time comparison); True when none is set."""
+        token = self.screen.token
+        if token is None:
+            return True
+        given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    def _may_read(self) -> bool:
+        """Reads need the token too, once one is set: as the bearer token or the session cookie."""
+        if self._bearer_ok():
+            return True
+        cookies = http.cookies.SimpleCookie()
+        try:
+            cookies.load(self.headers.get("Cookie", ""))
+        except http.cookies.CookieError:
+            return False
+        session = cookies.get(SESSION_COOKIE)
+        return session is not None and self.screen.session_valid(session.value)
 
     def _read_body(self) -> bytes | None:
         """The request's JSON body, or None after refusing it (nothing is read past the limit)."""
@@ -291,6 +334,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _clear_sentence(self, _body: bytes) -> None:
         self.screen.feed.clear_sentence()
         self._send_json(200, {"status": "cleared"})
+
+    def _open_session(self, _body: bytes) -> None:
+        """The page's token (checked before any action) becomes an HttpOnly cookie for its reads."""
+        session = self.screen.new_session()
+        body = json.dumps({"status": "session", "expires_in_s": int(SESSION_S)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        if session is not None:
+            self.send_header(
+                "Set-Cookie",
+                f"{SESSION_COOKIE}={session}; Path=/api; Max-Age={int(SESSION_S)}; HttpOnly; SameSite=Strict",
+            )
+        self.end_headers()
+        self.wfile.write(body)
 
     def _stream(self) -> None:
         """The page's live feed, until the page goes away, falls behind, or the server stops."""
@@ -419,9 +478,29 @@ class ScreenServer:
         with self._lock:
             self._connections -= 1
 
+    def _session_mac(self, expires: str) -> str:
+        key = (self.token or "").encode()
+        return hmac.new(key, f"{SESSION_COOKIE}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def new_session(self, now: float | None = None) -> str | None:
+        """A session cookie's value, ``<expiry>.<HMAC of it under the token>``: nothing to store,
+        valid across restarts of the server, and void once the token changes; None without a token."""
+        if self.token is None:
+            return None
+        expires = str(int((now if now is not None else time.time()) + SESSION_S))
+        return f"{expires}.{self._session_mac(expires)}"
+
+    def session_valid(self, value: str, now: float | None = None) -> bool:
+        if self.token is None:
+            return True
+        expires, _, mac = value.partition(".")
+        if not expires.isdigit() or int(expires) < (now if now is not None else time.time()):
+            return False
+        return hmac.compare_digest(mac.encode(), self._session_mac(expires).encode())
+
     def allowed_hosts(self, host: str) -> set[str]:
         """Host names a request may carry: this server's loopback names, or anything when it listens
-        beyond loopback (the token guards changes there)."""
+        beyond loopback (the token, which is required there, guards every read and change)."""
         listening = self._listening
         if listening is None or not is_loopback(self.settings.host):
             return {host}

@@ -32,6 +32,7 @@ window.aslScreen = record;
 let labels = [];
 let state = { prediction: null, answer: null, sentence: [], status: { problems: [] }, clips: false };
 let connected = false;
+let locked = false; // the screen has a token and this page has none (or a wrong one)
 let local = null; // this page's own answer to the prediction on screen: {id, state, text}
 let picking = null; // the prediction the picker was opened for
 
@@ -50,7 +51,10 @@ function setPressed(button, on) {
 
 function renderBanner() {
   const problems = (state.status && state.status.problems) || [];
-  const lines = connected ? problems.map((p) => p.text) : ["connecting to the recognizer…"];
+  const waiting = locked
+    ? "this screen needs its token: open its address once with #token=… at the end"
+    : "connecting to the recognizer…";
+  const lines = connected ? problems.map((p) => p.text) : [waiting];
   ui.banner.replaceChildren(...lines.map((text) => Object.assign(document.createElement("p"), { textContent: text })));
   ui.banner.hidden = lines.length === 0;
 }
@@ -205,15 +209,40 @@ function onLabels(data) {
   renderOptions();
 }
 
+// With a screen token, every read needs it too. EventSource cannot send a header, so the page
+// trades its token for an HttpOnly session cookie first (and again whenever a read is refused).
+async function openSession() {
+  if (!token) return;
+  try {
+    await post("/api/session", {});
+  } catch (error) {
+    // the recognizer is away: the events stream retries
+  }
+}
+
+async function refused() {
+  try {
+    return (await fetch("/api/state", { cache: "no-store" })).status === 401;
+  } catch (error) {
+    return false;
+  }
+}
+
 function connect() {
   const events = new EventSource("/api/events");
-  events.addEventListener("open", () => { connected = true; renderBanner(); });
+  events.addEventListener("open", () => { connected = true; locked = false; renderBanner(); });
   events.addEventListener("labels", (event) => onLabels(JSON.parse(event.data)));
   events.addEventListener("state", (event) => { connected = true; onState(JSON.parse(event.data)); });
-  events.addEventListener("error", () => {
+  events.addEventListener("error", async () => {
     connected = false;
     renderBanner();
-    if (events.readyState === EventSource.CLOSED) setTimeout(connect, 2000); // refused: try again
+    if (events.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
+    if (await refused()) {
+      await openSession();
+      locked = await refused();
+      renderBanner();
+    }
+    setTimeout(connect, 2000);
   });
 }
 
@@ -235,4 +264,4 @@ ui.speak.addEventListener("click", () => {
 });
 setPressed(ui.speak, localStorage.getItem(SPEAK_KEY) === "on");
 render();
-connect();
+openSession().then(connect);
