@@ -19,8 +19,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from asl_edge.cli import main
 from edge.core.config import parse_config
+from edge.core.utc import utc_iso
 from edge.runtime.homeassistant import discovery_payload, object_id
-from edge.runtime.sync import utc_iso
 from tests.services import Mosquitto, MqttSubscriber, running_daemon, synthetic_sentence
 
 DEVICE = "lobby.kiosk_1"

@@ -28,9 +28,10 @@ import pytest
 
 from asl_edge.cli import main
 from edge.core.config import load_config
+from edge.core.utc import utc_iso
 from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
 from edge.runtime.store import DB_FILE, PredictionRecord, Store
-from edge.runtime.sync import CSV_COLUMNS, FeedbackSync, SyncBusy, iso_utc
+from edge.runtime.sync import CSV_COLUMNS, FeedbackSync, SyncBusy
 from tests.backlog import write_backlog
 from tests.services import SeaweedFS
 
@@ -174,8 +175,8 @@ def test_the_csv_round_trips_every_character_and_neutralises_formulas(s3, bucket
         assert row["feedback_id"] == str(stored.feedback_id)
         assert row["prediction_id"] == stored.prediction_id
         assert row["device_id"] == "kiosk-9"
-        assert row["received_at"] == iso_utc(stored.received_at)
-        assert row["predicted_at"] == iso_utc(stored.predicted_at)
+        assert row["received_at"] == utc_iso(stored.received_at, "microseconds")
+        assert row["predicted_at"] == utc_iso(stored.predicted_at, "microseconds")
         assert float(row["confidence"]) == stored.confidence
         assert row["correct"] == ("true" if stored.correct else "false")
         assert (row["model_id"], row["backend"]) == ("m-1", "trt")
