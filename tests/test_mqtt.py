@@ -348,7 +348,7 @@ def test_health_never_takes_a_predictions_place_in_the_offline_queue(broker):
     assert [payload for topic, payload, _ in received if topic.endswith("health")] == [
         {"schema": 1, "tick": "now"}
     ]
-    assert link.health()["mqtt_delivered"] == 3
+    assert link.health().mqtt_delivered == 3
 
 
 def test_messages_in_flight_when_the_broker_dies_are_sent_once_to_the_next(broker):

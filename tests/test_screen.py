@@ -41,7 +41,13 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def _serve(store: Store, **settings: Any) -> ScreenServer:
-    server = ScreenServer(ScreenConfig(port=0, **settings), lambda payload: handle_feedback(payload, store))
+    def submit(payload: bytes) -> dict[str, Any]:
+        """As the daemon's feedback desk does: store, then acknowledge (to MQTT and) to the page."""
+        ack = handle_feedback(payload, store)
+        server.publish_ack(ack)
+        return ack
+
+    server = ScreenServer(ScreenConfig(port=0, **settings), submit)
     server.set_model(("book", "drink", "chair", "thank you"), "m")
     server.start()
     wait_for(lambda: server.url)

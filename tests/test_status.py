@@ -11,8 +11,8 @@ import pytest
 
 from asl_edge.cli import main
 from tests.conftest import AUTO_CPU_BACKEND
-from tests.test_health import readme_health_fields
 from tests.services import ROOT, Mosquitto, running_daemon
+from tests.test_health import readme_health_fields
 
 
 @pytest.fixture

@@ -280,7 +280,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             log.exception("screen: feedback failed")
             self.send_error(500, "the feedback could not be handled; try again")
             return
-        self.screen.feed.publish_ack(ack)
         code = 200 if ack.get("status") == "stored" else ACK_HTTP_STATUS.get(str(ack.get("error")), 400)
         self._send_json(code, ack)
 
@@ -315,8 +314,8 @@ class _Listening:
 
 class ScreenServer:
     """The screen as a daemon worker: ``start``, ``stop``, ``health``. ``submit_feedback`` is the
-    daemon's one feedback path (validate, store, acknowledge on MQTT, return the ack); the banner
-    shows the health messages handed to ``show_health``."""
+    daemon's one feedback path (validate, store, acknowledge on MQTT and to this page through
+    ``publish_ack``, return the ack); the banner shows the health messages given to ``show_health``."""
 
     def __init__(self, settings: ScreenConfig, submit_feedback: SubmitFeedback, clips: bool = False) -> None:
         self.settings = settings
