@@ -90,7 +90,7 @@ def test_health_templates_render_a_sync_time_and_a_camera_error():
     components = discovery_payload(parse_config({})[0])["cmps"]
     health = json.dumps(
         {
-            "sync_last_success_utc": utc_iso(1795000000.5),
+            "sync_last_success_utc": utc_iso(1795000000.5, zulu=False),
             "capture_error": "Could not open device",
             "capture_restarts": 3,
         }

@@ -373,4 +373,4 @@ def test_messages_in_flight_when_the_broker_dies_are_sent_once_to_the_next(broke
     link.stop()
     listener.close()
     assert ids == [f"p{index}" for index in range(5)]
-    assert (link.health()["mqtt_delivered"], link.pending, link.stats.dropped) == (5, 0, 0)
+    assert (link.health().mqtt_delivered, link.pending, link.stats.dropped) == (5, 0, 0)

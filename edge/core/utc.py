@@ -1,7 +1,8 @@
-"""The one way asl-edge writes a time for people and other systems: ISO 8601 in UTC, ``Z``.
+"""The one way asl-edge writes a time for people and other systems: ISO 8601 in UTC.
 
-Feedback batches (``received_at``, ``predicted_at``), release documents (``created``,
-``promoted``) and the health message (``sync_last_success_utc``) all use it.
+Feedback batches (``received_at``, ``predicted_at``) and release documents (``created``,
+``promoted``) end in ``Z``; the health message's ``sync_last_success_utc`` has kept ``+00:00``
+since schema 1 (``zulu=False``).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import time
 from datetime import datetime, timezone
 
 
-def utc_iso(unix_s: float | None = None, timespec: str = "seconds") -> str:
-    """``unix_s`` (now when None) as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``; ``timespec`` as in
-    ``datetime.isoformat`` (``microseconds`` for data rows)."""
-    moment = datetime.fromtimestamp(time.time() if unix_s is None else unix_s, timezone.utc)
-    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
+def utc_iso(unix_s: float | None = None, timespec: str = "seconds", zulu: bool = True) -> str:
+    """``unix_s`` (now when None) as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (``+00:00`` without
+    ``zulu``); ``timespec`` as in ``datetime.isoformat`` (``microseconds`` for data rows)."""
+    text = datetime.fromtimestamp(time.time() if unix_s is None else unix_s, timezone.utc).isoformat(
+        timespec=timespec
+    )
+    return text.replace("+00:00", "Z") if zulu else text

@@ -373,4 +373,4 @@ class FeedbackSync:
         sensors read), the last error, and the supervised worker's restarts."""
         success, error = self.last_success, self.last_error
         worker = self._worker.health(error) if self._worker else WorkerHealth.of(error, working=False)
-        return SyncHealth(worker, success, None if success is None else utc_iso(success), error)
+        return SyncHealth(worker, success, None if success is None else utc_iso(success, zulu=False), error)
