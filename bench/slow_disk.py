@@ -180,7 +180,7 @@ def main() -> None:
                     results[label].append(run_variant(checkout, config, shim, run / "state", delays))
         finally:
             broker.stop()
-    summary: dict[str, object] = {"baseline": args.baseline, "delays_ms": delays, "rounds": args.rounds}
+    summary: dict[str, object] = {"revision": args.baseline, "delays_ms": delays, "rounds": args.rounds}
     for label, runs in results.items():
         rows = [
             {
