@@ -513,11 +513,9 @@ def test_stopping_the_timer_never_waits_for_a_hanging_upload(s3, tmp_path):
         sync = FeedbackSync(load_config(config))
         sync.start()
         time.sleep(1.0)
-        assert sync.health() == {
-            "sync_last_success": None,
-            "sync_last_success_utc": None,
-            "sync_last_error": None,
-        }, "still uploading"
+        uploading = sync.health()
+        assert (uploading.sync_last_success, uploading.sync_last_error) == (None, None), "still uploading"
+        assert uploading.worker == WorkerHealth("running", 0, None)
         started = time.monotonic()
         sync.stop()
         assert time.monotonic() - started < 2.0
