@@ -1,11 +1,12 @@
 """What ``asl-edge run`` checks before it starts anything, and ``asl-edge check-config`` checks too.
 
 The schema (``edge.core.config``) refuses bad values; this adds what needs the files and the
-machine: the model bundle loads, the backend the config asks for can run here, a file source
-exists, the MQTT password and TLS files load, the S3 credentials file reads, the release
-channel's public keys load, and the kiosk screen has the token it needs. So every config
-that ``run`` would refuse for its content is refused by ``check-config`` first, with the same
-one-line reason, and ``run`` never starts half of itself on a config it cannot use.
+machine: the model bundle loads (``edge.runtime.model.check``), the backend the config asks for
+can run here, a file source exists, the MQTT password and TLS files load, the S3 credentials
+file reads, the release channel's public keys load, and the kiosk screen has the token it needs.
+So every config that ``run`` would refuse for its content is refused by ``check-config`` first,
+with the same one-line reason, and ``run`` never starts half of itself on a config it cannot use.
+``run`` gets the bundle loaded here (``Checked``), so it is read and hashed once.
 """
 
 from __future__ import annotations
