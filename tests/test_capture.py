@@ -41,6 +41,8 @@ def test_file_source_gives_every_frame_in_bgr_with_timestamps(video):
     ok, first = reference.read()
     assert ok
     assert frames[0].image.shape == (240, 320, 3)
+    # One copy per frame: the image is a read-only view of the bytes taken out of GStreamer's buffer.
+    assert not frames[0].image.flags.owndata and not frames[0].image.flags.writeable
     assert np.abs(frames[0].image.astype(int) - first.astype(int)).mean() < 3
     assert capture.stats.frames_dropped == 0
 
