@@ -25,6 +25,7 @@ from edge.core.preprocess import FrameCropper, frames_to_clip
 from edge.core.sampling import model_inputs
 from edge.runtime.backends.base import Backend
 from edge.runtime.capture import Frame
+from edge.runtime.health_schema import LatencyHealth
 from edge.runtime.metrics import InferenceHistogram
 from edge.runtime.ring import FrameRing
 from edge.runtime.segment import MotionMeter, MotionSegmenter, Segment, SlidingWindows, StableWords
@@ -44,18 +45,14 @@ class Latencies:
     )
     inference_s: InferenceHistogram = field(default_factory=InferenceHistogram)
 
-    def percentiles(self) -> dict[str, float | None]:
-        def pct(values: collections.deque[float], q: float) -> float | None:
-            return round(float(np.percentile(values, q)), 1) if values else None
+    def health(self) -> LatencyHealth:
+        def pct(values: collections.deque[float]) -> tuple[float | None, float | None]:
+            if not values:
+                return None, None
+            p50, p95 = np.percentile(np.fromiter(values, float, len(values)), (50, 95))
+            return round(float(p50), 1), round(float(p95), 1)
 
-        return {
-            "frame_ms_p50": pct(self.frame_ms, 50),
-            "frame_ms_p95": pct(self.frame_ms, 95),
-            "inference_ms_p50": pct(self.inference_ms, 50),
-            "inference_ms_p95": pct(self.inference_ms, 95),
-            "sign_end_to_publish_ms_p50": pct(self.sign_end_to_publish_ms, 50),
-            "sign_end_to_publish_ms_p95": pct(self.sign_end_to_publish_ms, 95),
-        }
+        return LatencyHealth(*pct(self.frame_ms), *pct(self.inference_ms), *pct(self.sign_end_to_publish_ms))
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ class Sign:
     start_s: float
     end_s: float
     inference_ms: float
-    ended_at: float  # time.monotonic() when the frame that ended the sign's motion arrived
+    ended_at: float  # time.monotonic() when capture got the frame that ended the sign's motion
     frames: list[np.ndarray]
 
     @property
@@ -115,12 +112,14 @@ class SignPipeline:
             self._segmenter.reset()
 
     def feed(self, frame: Frame, backend: Backend) -> Sign | None:
-        arrived = time.monotonic()
+        started = time.monotonic()
         if frame.epoch != self.epoch:
             self._new_epoch(frame.epoch)
+        # When capture got it, so that time the frame waited in capture's queue counts too.
+        arrived = frame.arrived_s or started
         self._ring.push(self._cropper(frame.image), frame.timestamp_s, arrived, frame.epoch)
         segment = self._segmenter.update(frame.timestamp_s, self._meter(frame.image))
-        self.latencies.frame_ms.append((time.monotonic() - arrived) * 1000.0)
+        self.latencies.frame_ms.append((time.monotonic() - started) * 1000.0)
         self.frames += 1
         return self._classify(segment, backend) if segment is not None else None
 
