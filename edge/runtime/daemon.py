@@ -201,6 +201,7 @@ class Daemon:
     def _publish(self, sign: Sign) -> None:
         """Store the prediction (a full disk only counts it as unstored), then publish it."""
         active = self.reloader.active
+        release = self.reloader.release  # the release running now; None for a local bundle
         prediction_id = uuid.uuid4().hex
         top_k = [{"word": s.word, "score": round(s.score, 6)} for s in sign.top_k]
         self.keeper.add_prediction(
@@ -214,6 +215,7 @@ class Daemon:
                 sign.end_s,
                 sign.inference_ms,
                 backend=active.selection.backend,
+                model_version=release.version if release else "",
             )
         )
         if self.clips is not None:
