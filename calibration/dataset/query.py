@@ -88,6 +88,12 @@ class FeedbackQuery:
         self.ran[name] = text
         return self.db.execute(text, list(parameters))
 
+    def _table(self, name: str, column: str, values: Sequence[str]) -> None:
+        """A one-column table of text the SQL files refer to."""
+        self.db.execute(f"CREATE TABLE {name} ({column} VARCHAR)")
+        if values:
+            self.db.executemany(f"INSERT INTO {name} VALUES (?)", [[value] for value in values])
+
     def load(self, files: Sequence[Path], revoked: set[str]) -> None:
         """The batches as ``feedback`` (with every column sync writes, NULL where a batch is
         older than it), the revoked ids, then ``latest``: each prediction's winning answer."""
@@ -96,8 +102,7 @@ class FeedbackQuery:
         for column in CSV_COLUMNS:
             if column not in present:
                 self.db.execute(f'ALTER TABLE feedback ADD COLUMN "{column}" VARCHAR')
-        self.db.execute("CREATE TABLE revoked (id VARCHAR)")
-        self.db.executemany("INSERT INTO revoked VALUES (?)", [[value] for value in sorted(revoked)])
+        self._table("revoked", "id", sorted(revoked))
         self._run("latest", [*self.days, UNKNOWN_WORD])
 
     def vocabulary(self) -> list[str]:
@@ -110,8 +115,7 @@ class FeedbackQuery:
 
     def classify(self, classes: Sequence[str]) -> Tally:
         """Mark each prediction usable or skipped (and why) against the class list."""
-        self.db.execute("CREATE TABLE classes (gloss VARCHAR)")
-        self.db.executemany("INSERT INTO classes VALUES (?)", [[gloss] for gloss in classes])
+        self._table("classes", "gloss", classes)
         self._run("examples")
         skipped = dict(self._run("skipped").fetchall())
         new_words = dict(self._run("new_words").fetchall())
