@@ -5,8 +5,9 @@ Credentials: an AWS shared-credentials file when one is named, else the systemd 
 ``s3-credentials`` (``$CREDENTIALS_DIRECTORY``) when it holds something, else the standard AWS chain
 (environment, ``~/.aws``, an instance role). A reader that may go without (``asl-edge dataset
 build`` on a public bucket or a local store without auth) asks for ``unsigned_without_credentials``:
-when the chain finds nothing its requests go unsigned instead of failing before they are sent. Timeouts are short and botocore's own retries off: each
-caller retries, or waits for its next pass, in its own way. Checksums are ours (Content-MD5 and
+when the chain finds nothing its requests go unsigned instead of failing before they are sent.
+Timeouts are short and botocore's own retries off: each caller retries, or waits for its next
+pass, in its own way. Checksums are ours (Content-MD5 and
 SHA-256 on every PUT, checked by the server) rather than botocore's CRC32 trailer, which older
 S3-compatible stores reject.
 """

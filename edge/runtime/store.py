@@ -351,7 +351,8 @@ class Store:
                 (*selector, after, page_rows),
             )
             for row in rows:
-                yield SyncRow(*row[:7], bool(row[7]), *row[8:])
+                fields = (*row[:7], bool(row[7]), *row[8:])  # SQLite keeps a boolean as 0 or 1
+                yield SyncRow(*fields)
             if len(rows) < page_rows:
                 return
             after = rows[-1][0]
