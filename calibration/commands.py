@@ -75,7 +75,7 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     )
     try:
         result = build_dataset(plan, lambda line: tqdm.write(f"asl-edge: {line}", file=sys.stderr))
-    except SourceUnavailable as exc:
+    except (SourceUnavailable, OSError) as exc:  # S3 refused or is unreachable; a local disk failed
         print_error(str(exc))
         return EXIT_FAILURE
     splits = ", ".join(f"{subset} {count}" for subset, count in result.per_split.items())

@@ -169,6 +169,16 @@ def test_no_extension_is_needed_and_none_can_be_installed_or_loaded(local_batche
     assert list((tmp_path / "db" / "extensions").iterdir()) == []
 
 
+def test_an_object_that_is_not_a_csv_batch_stops_the_build_with_one_line(local_batches):
+    tmp_path, files = local_batches
+    garbage = files[0].with_name("9-9.csv")
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    query = FeedbackQuery(open_database(tmp_path / "db"))
+    with pytest.raises(DatasetError, match=r"^feedback.sql: .*9-9.csv") as stopped:
+        query.load([*files, garbage], revoked=set())
+    assert "\n" not in str(stopped.value)
+
+
 def test_the_split_is_a_rule_of_each_id_alone():
     ids = [f"{index:032x}" for index in range(6000)]
     subsets = Counter(subset_of(i, "2026-11-18") for i in ids)

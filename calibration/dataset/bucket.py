@@ -96,11 +96,13 @@ class BucketMirror:
                 found = RemoteObject(item["Key"], int(item["Size"]), str(item.get("ETag", "")).strip('"'))
                 relative = found.key[len(prefix) :]
                 batch = BATCH_KEY.fullmatch(relative)
+                if found.key.endswith("/"):
+                    continue  # a "folder" marker some S3 consoles create
                 if not safe_key(found.key):
                     log.warning("%s: a key that cannot be a local path; ignored", self.url(found.key))
                 elif batch:
                     listing.batches.append((found, batch["day"]))
-                elif relative.startswith(REVOCATIONS_DIR + "/") and not relative.endswith("/"):
+                elif relative.startswith(REVOCATIONS_DIR + "/"):
                     listing.revocations.append(found)
                 else:
                     listing.others[found.key] = found

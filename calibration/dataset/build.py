@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from calibration.dataset.bucket import BucketMirror, Listing, ObjectGone, RemoteObject, safe_key
 from calibration.dataset.errors import DatasetError, NoFeedback
-from calibration.dataset.query import FeedbackQuery, Tally, UsableRow, open_database
+from calibration.dataset.query import DATABASE_FILE, FeedbackQuery, Tally, UsableRow, open_database
 from calibration.dataset.revocations import read_revocations
 from calibration.dataset.split import SUBSETS, split_rule, subset_of
 from calibration.dataset.videos import BadClip, ClipInfo, inspect_clip
@@ -152,7 +152,18 @@ class DatasetBuilder:
         self._fetch_all("batches", batches)
         self._fetch_all("revocations", listing.revocations)
         revoked = read_revocations((o.key, self.mirror.local_path(o.key)) for o in listing.revocations)
-        query = FeedbackQuery(open_database(self.cache / "duckdb"), self.plan.since, self.plan.until)
+        database = open_database(self.cache / "duckdb")
+        try:
+            return self._query(
+                FeedbackQuery(database, self.plan.since, self.plan.until), listing, batches, revoked
+            )
+        finally:
+            database.close()
+            (self.cache / "duckdb" / DATABASE_FILE).unlink(missing_ok=True)
+
+    def _query(
+        self, query: FeedbackQuery, listing: Listing, batches: list[RemoteObject], revoked: set[str]
+    ) -> BuildResult:
         query.load([self.mirror.local_path(o.key) for o in batches], revoked)
         labels = self.labels if self.labels is not None else query.vocabulary()
         tally = query.classify(labels)

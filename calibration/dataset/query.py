@@ -1,8 +1,9 @@
 """DuckDB over the mirrored CSV batches: the ``.sql`` files beside this module, run in order.
 
 Embedded and offline: the connection may never install or load an extension on its own (reading
-local CSV needs none), works in ``memory_limit`` and spills past it to ``work/spill``, so a bucket
-of any size builds in bounded memory. Rows never come into Python: deduplication (the latest
+local CSV needs none). Its tables live in a database file (``work/build.duckdb``, new for each
+build) and it works within ``memory_limit``, spilling past it to ``work/spill``, so a bucket of
+any size builds in the same memory. Rows never come into Python: deduplication (the latest
 feedback wins), labels, revocations and the counts are SQL; Python streams only the examples
 that have a consented clip. Each text that ran is kept in ``ran`` for the manifest.
 """
@@ -15,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calibration.dataset.errors import DatasetError
 from edge.core.decode import UNKNOWN_WORD
 from edge.runtime.sync import CSV_COLUMNS
 
 SQL_DIR = Path(__file__).resolve().parent
-MEMORY_LIMIT = "1GB"
+MEMORY_LIMIT = "256MB"  # DuckDB's own budget; it spills to disk beyond it (bench/dataset.py)
+DATABASE_FILE = "build.duckdb"
 FETCH_ROWS = 2048
 FIRST_DAY, LAST_DAY = "0000-01-01", "9999-12-31"
 
@@ -29,14 +32,16 @@ def sql_text(name: str) -> str:
 
 
 def open_database(work: Path, memory_limit: str = MEMORY_LIMIT) -> Any:
-    """An in-memory DuckDB that spills to ``work/spill`` and can neither install nor load an
-    extension by itself (its extension directory, ``work/extensions``, stays empty)."""
+    """A fresh DuckDB database in ``work`` that spills to ``work/spill`` and can neither install
+    nor load an extension by itself (its extension directory, ``work/extensions``, stays empty)."""
     import duckdb
 
     (work / "extensions").mkdir(parents=True, exist_ok=True)
     (work / "spill").mkdir(exist_ok=True)
+    for stale in (work / DATABASE_FILE, work / f"{DATABASE_FILE}.wal"):
+        stale.unlink(missing_ok=True)
     db = duckdb.connect(
-        ":memory:",
+        str(work / DATABASE_FILE),
         config={
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
@@ -84,9 +89,16 @@ class FeedbackQuery:
         self.ran: dict[str, str] = {}
 
     def _run(self, name: str, parameters: Sequence[object] = ()) -> Any:
+        """One SQL file; DatasetError with DuckDB's reason (a batch that is not CSV, say)."""
+        import duckdb
+
         text = sql_text(name)
         self.ran[name] = text
-        return self.db.execute(text, list(parameters))
+        try:
+            return self.db.execute(text, list(parameters))
+        except duckdb.Error as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatasetError(f"{name}.sql: {first_line}") from exc
 
     def _table(self, name: str, column: str, values: Sequence[str]) -> None:
         """A one-column table of text the SQL files refer to."""
