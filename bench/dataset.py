@@ -1,13 +1,14 @@
-"""``asl-edge dataset build`` over a fleet's bucket: time, rows/s and peak memory, at two sizes.
+"""``asl-edge dataset build`` over a fleet's bucket: time, rows/s and peak memory, at several sizes.
 
 Fills a private SeaweedFS with what a fleet's sync leaves: CSV batches of ``--rows-per-object``
 rows (default 100, so 10,000 objects hold 1,000,000 rows) from 50 kiosks over 30 days, written by
 sync's own renderer, with 2% of the predictions answered twice and 100 consented clips. Then runs
 ``asl-edge dataset build`` as its own process, reporting its own peak RSS (Linux ``VmHWM``): on a
 one-object prefix (the baseline: interpreter, boto3, DuckDB, OpenCV), on a tenth of the objects,
-on all of them, and again on all of them with the cache from that run (a rerun fetches nothing).
-If memory followed the rows, the full size would need about ten times the tenth's growth over
-the baseline. The last line printed is a JSON object.
+on all of them, on as many rows as all of them hold but in a tenth of the objects (rows grow,
+objects do not), and again on all of them with the cache from that run (a rerun fetches
+nothing). If memory followed the rows, ten times the rows would need about ten times the tenth's
+growth over the baseline. The last line printed is a JSON object.
 
     python bench/dataset.py [--objects 10000] [--rows-per-object 100]
 """
@@ -154,15 +155,19 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=10_000)
     parser.add_argument("--rows-per-object", type=int, default=100)
     args = parser.parse_args()
-    sizes = {"one": 1, "tenth": args.objects // 10, "full": args.objects}
+    per_object = args.rows_per_object
+    sizes = {  # prefix: (objects, rows in each)
+        "one": (1, per_object),
+        "tenth": (args.objects // 10, per_object),
+        "full": (args.objects, per_object),
+        "full-rows-in-a-tenth": (args.objects // 10, per_object * 10),  # rows, not objects, grow
+    }
     with tempfile.TemporaryDirectory(prefix="bench-dataset-") as temp:
         folder = Path(temp)
         s3 = SeaweedFS(folder / "seaweedfs").start()
         try:
             s3.client().create_bucket(Bucket=BUCKET)
-            filled = {
-                name: fill(s3, name, count, args.rows_per_object, folder) for name, count in sizes.items()
-            }
+            filled = {name: fill(s3, name, *size, folder) for name, size in sizes.items()}
             runs = {name: build(s3, name, folder / f"out-{name}") for name in sizes}
             runs["full, rerun"] = build(s3, "full", folder / "out-full")
         finally:
