@@ -243,8 +243,9 @@ PLAN = (
 
 
 def _answer_signs(broker: Mosquitto, timeout_s: float = 120.0) -> dict[str, dict]:
-    """Answer the daemon's predictions in PLAN's order; returns each name's prediction once every
-    answer is stored and synced (health: no backlog)."""
+    """Answer the daemon's next predictions in PLAN's order (the looping video makes one every few
+    seconds); returns each name's prediction once every answer is stored and synced (health: no
+    backlog)."""
     subscriber = MqttSubscriber(broker.port, f"asl/{KIOSK}/#", lambda m: (m.topic, json.loads(m.payload)))
     answered: dict[str, dict] = {}
     stored = 0
@@ -316,7 +317,6 @@ def fleet(tmp_path_factory):
             encoding="utf-8",
         )
         with running_daemon(config) as daemon:
-            time.sleep(0.2)  # the subscriber must see the first prediction: it connects first
             predictions = _answer_signs(broker)
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(timeout=30) == 0, daemon.stderr.read()[-2000:] if daemon.stderr else ""
