@@ -20,7 +20,11 @@ setup(
     packages=find_packages(
         include=["asl_edge", "edge", "edge.*", "convert", "convert.*", "calibration", "calibration.*"]
     ),
-    package_data={"edge.demo": ["bundle/*"], "edge.runtime.screen": ["static/*"]},
+    package_data={
+        "edge.demo": ["bundle/*"],
+        "edge.runtime.screen": ["static/*"],
+        "calibration.dataset": ["*.sql"],  # the queries asl-edge dataset build runs
+    },
     install_requires=[
         "boto3>=1.36",
         "cryptography>=42",  # Ed25519 signatures of model releases
@@ -43,6 +47,8 @@ setup(
             "openvino>=2026.4,<2027",
         ],
         "calibrate": ["onnx>=1.15", "nncf>=3.4,<3.5", "openvino>=2026.4,<2027"],
+        # The workstation's half of the learning loop: asl-edge dataset build (never on a kiosk).
+        "loop": ["duckdb>=2.0,<3"],
         "jetson": ["pycuda>=2022.1"],
         # x86 CPU kiosks (mini PCs without a GPU): the OpenVINO backend, several times ONNX Runtime.
         "openvino": ["openvino>=2026.4,<2027"],

@@ -1,12 +1,15 @@
-"""``asl-edge calibrate`` and ``asl-edge verify``: the INT8 and engine checks of this layer."""
+"""``asl-edge calibrate`` and ``asl-edge verify`` (the INT8 and engine checks of this layer), and
+``asl-edge dataset build`` (the kiosks' feedback as a training set)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import re
 import sys
 from pathlib import Path
 
-from edge.core.command_line import EXIT_FAILURE, EXIT_OK, fraction, positive_int
+from edge.core.command_line import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, fraction, positive_int, print_error
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -38,6 +41,53 @@ def cmd_verify(args: argparse.Namespace) -> int:
     engine, report = verify_engine(Path(args.bundle), args.engine, args.clips, args.count)
     print(f"{engine.name}: {report.summary()}")
     return EXIT_OK if report.passed else EXIT_FAILURE
+
+
+def day(text: str) -> str:
+    """An argparse type: a UTC day as YYYY-MM-DD."""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a day as YYYY-MM-DD, got {text!r}")
+
+
+def cmd_dataset_build(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from calibration.dataset.build import BuildPlan, build_dataset
+    from calibration.dataset.errors import SourceUnavailable
+
+    if args.since and args.until and args.since > args.until:
+        print_error(f"--since {args.since} is after --until {args.until}")
+        return EXIT_BAD_INPUT
+    plan = BuildPlan(
+        source=args.source,
+        out=Path(args.out),
+        endpoint_url=args.endpoint_url or "",
+        credentials_file=args.credentials_file or "",
+        since=args.since,
+        until=args.until,
+        labels=Path(args.labels) if args.labels else None,
+        holdout_since=args.holdout_since,
+        progress=not args.no_progress,
+    )
+    try:
+        result = build_dataset(plan, lambda line: tqdm.write(f"asl-edge: {line}", file=sys.stderr))
+    except (SourceUnavailable, OSError) as exc:  # S3 refused or is unreachable; a local disk failed
+        print_error(str(exc))
+        return EXIT_FAILURE
+    splits = ", ".join(f"{subset} {count}" for subset, count in result.per_split.items())
+    skipped = ", ".join(f"{reason} {count}" for reason, count in result.skipped.items()) or "none"
+    print(f"read {result.rows} feedback rows in {result.batches} batches; skipped: {skipped}")
+    fetched = result.fetched
+    print(
+        f"fetched {fetched['batches']} batches, {fetched['revocations']} revocation lists and "
+        f"{fetched['clips']} clips (the rest was cached)"
+    )
+    print(f"dataset {result.version} in {args.out}: {result.examples} examples ({splits})")
+    return EXIT_OK
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -75,3 +125,39 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     verify.add_argument("--count", type=positive_int, default=16, help="clips to compare (16)")
     verify.set_defaults(handler=cmd_verify)
+
+    dataset = commands.add_parser("dataset", help="training data from the kiosks' feedback in S3")
+    actions = dataset.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = actions.add_parser(
+        "build",
+        help="a versioned dataset (videos, labels.txt, split.json, manifest.json) from synced feedback and "
+        "consented clips",
+    )
+    build.add_argument(
+        "source", metavar="s3://BUCKET/PREFIX", help="where the kiosks sync ([sync] bucket and prefix)"
+    )
+    build.add_argument(
+        "--out",
+        required=True,
+        help="the dataset directory (its .cache/ makes reruns fetch only what changed)",
+    )
+    build.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS S3)")
+    build.add_argument(
+        "--credentials-file",
+        help="AWS shared-credentials file (default: the AWS chain; without any, requests go unsigned)",
+    )
+    build.add_argument("--since", type=day, help="first day (YYYY-MM-DD, UTC) of the batches read")
+    build.add_argument("--until", type=day, help="last day (YYYY-MM-DD, UTC) of the batches read")
+    build.add_argument(
+        "--labels",
+        metavar="FILE_OR_BUNDLE",
+        help="the class list: a labels.txt or a model bundle (default: every word the feedback shows)",
+    )
+    build.add_argument(
+        "--holdout-since",
+        type=day,
+        metavar="DAY",
+        help="predictions made on this day (UTC) or later are the test split (default: by a hash of the id)",
+    )
+    build.add_argument("--no-progress", action="store_true", help="no progress bars")
+    build.set_defaults(handler=cmd_dataset_build)

@@ -33,7 +33,11 @@ def write_backlog(
             (f"pred-{index}", created + 2.0, int(correct), None if correct else rng.choice(WORDS), word)
         )
     with db:
-        db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", predictions)
+        db.executemany(
+            "INSERT INTO predictions (id, created_at, word, confidence, top_k, start_s, end_s, latency_ms, "
+            "model_id, backend) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            predictions,
+        )
         db.executemany(
             "INSERT INTO feedback (prediction_id, received_at, correct, label, predicted_word) "
             "VALUES (?, ?, ?, ?, ?)",

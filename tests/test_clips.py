@@ -1,4 +1,4 @@
-"""Consent clips: bounded memory of recent signs, written only for consented corrections, expired."""
+"""Consent clips: bounded memory of recent signs, written only for consented answers, expired."""
 
 import json
 import os
@@ -42,7 +42,7 @@ def _feedback(prediction_id: str, correct: bool, **extra: object) -> bytes:
     return json.dumps({"prediction_id": prediction_id, "correct": correct, **extra}).encode()
 
 
-def test_only_consented_corrections_keep_a_clip(tmp_path):
+def test_consented_answers_right_or_corrected_keep_a_clip_and_no_others(tmp_path):
     store = Store(tmp_path)
     keeper = ClipKeeper(tmp_path / CLIPS_DIR, remembered=5)
     for index in range(1, 6):
@@ -58,8 +58,8 @@ def test_only_consented_corrections_keep_a_clip(tmp_path):
     assert [ack["status"] for ack in acks] == ["stored"] * 4 + ["rejected"]
     assert acks[4]["reason"] == "consent must be true or false"
     clips = {row.prediction_id: row.clip_file for row in store.sync_rows()}
-    assert clips == {"p-1": "p-1.mp4", "p-2": None, "p-3": None, "p-4": None}
-    assert [p.name for p in (tmp_path / CLIPS_DIR).iterdir()] == ["p-1.mp4"]
+    assert clips == {"p-1": "p-1.mp4", "p-2": None, "p-3": "p-3.mp4", "p-4": None}
+    assert sorted(p.name for p in (tmp_path / CLIPS_DIR).iterdir()) == ["p-1.mp4", "p-3.mp4"]
 
 
 def test_clips_past_their_retention_are_deleted_and_no_longer_named(tmp_path):

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from edge.runtime.releases import (
     release_key,
     sign_document,
 )
+from edge.runtime.store import DB_FILE
 from tests.conftest import AUTO_CPU_BACKEND
 from tests.services import Mosquitto, MqttSubscriber, SeaweedFS, running_daemon
 
@@ -283,6 +285,16 @@ def _kiosk_config(
     return path
 
 
+def _stored_model_version(state: Path, prediction_id: str) -> str:
+    """The release version the kiosk's store recorded for a prediction (what its feedback syncs)."""
+    db = sqlite3.connect(f"{(state / DB_FILE).as_uri()}?mode=ro", uri=True)
+    try:
+        [(version,)] = db.execute("SELECT model_version FROM predictions WHERE id = ?", (prediction_id,))
+        return version
+    finally:
+        db.close()
+
+
 def _stop(daemon: subprocess.Popen) -> str:
     daemon.send_signal(signal.SIGTERM)
     _, log = daemon.communicate(timeout=30)
@@ -305,7 +317,9 @@ def test_a_running_daemon_adopts_refuses_and_rolls_back_releases_and_restarts_of
         assert _publish(s3, channel, tiny_bundle, "1.0.0", keys) == 0
         adopted = health.until("health", lambda h: h["model_version"] == "1.0.0")
         assert (adopted["model"], adopted["model_update_error"]) == (tiny_id, None)
-        assert health.until("prediction", lambda p: p["model"] == tiny_id)["word"]
+        prediction = health.until("prediction", lambda p: p["model"] == tiny_id)
+        assert prediction["word"]
+        assert _stored_model_version(tmp_path / "state", prediction["id"]) == "1.0.0"
         daemon.send_signal(signal.SIGHUP)  # a reload keeps the release and its version
         time.sleep(0.5)
         reloaded = health.until("health", lambda h: True)

@@ -203,11 +203,16 @@ def test_touching_an_alternative_stores_one_row_with_that_label(kiosk, page):
     assert label in _element(page, "sentence").text
 
 
-def test_right_stores_a_correct_answer(kiosk, page):
+def test_right_stores_a_correct_answer_and_with_consent_its_clip(kiosk, page):
     prediction = _next_on_screen(kiosk, page)
     _element(page, "right").click()
     assert _stored(page) == "stored"
     assert _rows(kiosk, prediction["id"]) == [(1, None, None)]
+    confirmed = _next_on_screen(kiosk, page)
+    _element(page, "consent").click()
+    _element(page, "right").click()
+    assert _stored(page) == "stored"
+    assert _rows(kiosk, confirmed["id"]) == [(1, None, f"{confirmed['id']}.mp4")]
 
 
 def _options(page) -> list[tuple[str, bool]]:

@@ -5,6 +5,7 @@ import logging
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -98,7 +99,7 @@ def test_a_version_1_database_is_migrated_keeping_every_row(tmp_path, caplog):
     v1.close()
     with caplog.at_level(logging.INFO, logger="edge.runtime.store"):
         store = Store(tmp_path)
-    assert "from schema 1 to 2" in caplog.text
+    assert f"from schema 1 to {DB_SCHEMA}" in caplog.text
     assert store.counts() == {"predictions": 2, "feedback": 2, "pending_feedback": 1}
     [row] = store.sync_rows()
     assert (row.feedback_id, row.predicted_at, row.label, row.model_id, row.backend) == (
@@ -112,8 +113,63 @@ def test_a_version_1_database_is_migrated_keeping_every_row(tmp_path, caplog):
     assert store.add_feedback("p-3", True, None).id == 3
     store.close()
     db = sqlite3.connect(tmp_path / DB_FILE)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == DB_SCHEMA == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == DB_SCHEMA
     assert db.execute("SELECT backend FROM predictions WHERE id = 'p-3'").fetchone() == ("onnxruntime",)
+
+
+def _schema_2_store(folder: Path) -> None:
+    """A store as asl-edge wrote it before predictions named their release: the schema-1 tables,
+    then schema 2's columns, a pending batch, a synced row and a consent clip."""
+    db = sqlite3.connect(folder / DB_FILE)
+    db.executescript(
+        """
+        CREATE TABLE predictions (id TEXT PRIMARY KEY, created_at REAL NOT NULL, word TEXT NOT NULL,
+            confidence REAL NOT NULL, top_k TEXT NOT NULL, start_s REAL, end_s REAL, latency_ms REAL,
+            model_id TEXT NOT NULL, backend TEXT NOT NULL DEFAULT '');
+        CREATE TABLE feedback (id INTEGER PRIMARY KEY AUTOINCREMENT,
+            prediction_id TEXT NOT NULL REFERENCES predictions(id), received_at REAL NOT NULL,
+            correct INTEGER NOT NULL, label TEXT, predicted_word TEXT NOT NULL, synced_key TEXT,
+            batch_key TEXT, clip_file TEXT);
+        CREATE TABLE sync_batches (key TEXT PRIMARY KEY, first_id INTEGER NOT NULL,
+            last_id INTEGER NOT NULL, row_count INTEGER NOT NULL, bytes INTEGER NOT NULL,
+            checksum TEXT NOT NULL, planned_at REAL NOT NULL, uploaded_at REAL);
+        CREATE INDEX feedback_unsynced ON feedback(id) WHERE synced_key IS NULL;
+        INSERT INTO predictions VALUES ('p-1', 1.0, 'book', 0.9, '[]', 0.1, 0.9, 12.5, 'm1', 'openvino');
+        INSERT INTO predictions VALUES ('p-2', 2.0, 'drink', 0.5, '[]', NULL, NULL, NULL, 'm1', 'ort');
+        INSERT INTO predictions VALUES ('p-3', 3.0, 'go', 0.4, '[]', NULL, NULL, NULL, 'm1', 'onnxruntime');
+        INSERT INTO feedback VALUES (1, 'p-1', 3.0, 0, 'drink', 'book', NULL, 'k-1', 'p-1.mp4');
+        INSERT INTO feedback VALUES (2, 'p-2', 4.0, 1, NULL, 'drink', 'old-key', 'old-key', NULL);
+        INSERT INTO sync_batches VALUES ('k-1', 1, 1, 1, 100, 'sum', 5.0, NULL);
+        PRAGMA user_version=2;
+        """
+    )
+    db.close()
+
+
+def test_a_version_2_database_is_migrated_and_new_predictions_name_their_release(tmp_path, caplog):
+    _schema_2_store(tmp_path)
+    with caplog.at_level(logging.INFO, logger="edge.runtime.store"):
+        store = Store(tmp_path)
+    assert "from schema 2 to 3" in caplog.text
+    assert store.counts() == {"predictions": 3, "feedback": 2, "pending_feedback": 1}
+    assert [b.key for b in store.pending_batches()] == ["k-1"]
+    [row] = store.sync_rows("k-1")
+    assert (row.prediction_id, row.label, row.backend, row.clip_file, row.model_version) == (
+        "p-1",
+        "drink",
+        "openvino",
+        "p-1.mp4",
+        "",
+    )
+    store.add_prediction(PredictionRecord("p-4", "who", 0.8, [], "m2", model_version="2026.12.1"))
+    store.add_feedback("p-4", True, None)
+    store.add_feedback("p-3", False, "chair")
+    versions = {r.prediction_id: r.model_version for r in store.sync_rows()}
+    assert versions == {"p-3": "", "p-4": "2026.12.1"}
+    store.close()
+    db = sqlite3.connect(tmp_path / DB_FILE)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == DB_SCHEMA == 3
+    assert db.execute("SELECT COUNT(*) FROM predictions WHERE model_version = ''").fetchone() == (3,)
 
 
 def test_retention_prunes_old_predictions_without_feedback_only(tmp_path):

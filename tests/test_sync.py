@@ -161,7 +161,13 @@ def test_the_csv_round_trips_every_character_and_neutralises_formulas(s3, bucket
         word = "=cmd|' /C calc'!A0" if index == 0 else "book"
         store.add_prediction(
             PredictionRecord(
-                f"p-{index}", word, 0.25 + index / 100, [{"word": word, "score": 0.5}], "m-1", backend="trt"
+                f"p-{index}",
+                word,
+                0.25 + index / 100,
+                [{"word": word, "score": 0.5}],
+                "m-1",
+                backend="trt",
+                model_version="2026.12.1" if index % 3 else "",
             )
         )
         store.add_feedback(f"p-{index}", index % 2 == 0, label)
@@ -181,10 +187,31 @@ def test_the_csv_round_trips_every_character_and_neutralises_formulas(s3, bucket
         assert float(row["confidence"]) == stored.confidence
         assert row["correct"] == ("true" if stored.correct else "false")
         assert (row["model_id"], row["backend"]) == ("m-1", "trt")
+        assert row["model_version"] == stored.model_version
     assert rows[0]["predicted_word"] == "'=cmd|' /C calc'!A0"
     assert rows[0]["top_k"].startswith("[")
     assert rows[2]["label"] == "'-2"
     assert rows[11]["label"] == "'already quoted"
+
+
+def test_new_columns_are_appended_so_old_readers_keep_their_positions():
+    first_release = (
+        "feedback_id",
+        "prediction_id",
+        "device_id",
+        "received_at",
+        "predicted_at",
+        "predicted_word",
+        "confidence",
+        "top_k",
+        "correct",
+        "label",
+        "model_id",
+        "backend",
+        "clip_key",
+    )
+    assert CSV_COLUMNS[: len(first_release)] == first_release
+    assert CSV_COLUMNS[len(first_release) :] == ("model_version",)
 
 
 def test_a_server_outage_marks_nothing_and_the_next_pass_catches_up(tmp_path, capsys):

@@ -236,6 +236,38 @@ def test_dataset_manifest_says_placeholders(dataset: Path) -> None:
     assert manifest["glosses"] == list(GLOSSES)
     assert manifest["placeholder_glosses"] is True
     assert "NOT real ASL" in manifest["note"]
+    assert manifest["handedness"] == "right"
+
+
+def test_the_left_handed_signer_is_the_right_handed_ones_mirror_image() -> None:
+    for seed in (0, 7):
+        right = synth.clip_video(seed, 0, "candy", SIZE, FPS).render()
+        left = synth.clip_video(seed, 0, "candy", SIZE, FPS, handedness="left").render()
+        np.testing.assert_array_equal(left, right[:, :, ::-1])
+        assert np.abs(left.astype(int) - right).mean() > 5, "a mirror that changes nothing"
+    words, right_video = synth.sentence_video(SEED, 0, SIZE, FPS)
+    left_words, left_video = synth.sentence_video(SEED, 0, SIZE, FPS, handedness="left")
+    assert (left_words, left_video.spans_s) == (words, right_video.spans_s)
+    np.testing.assert_array_equal(left_video.render(), right_video.render()[:, :, ::-1])
+    with pytest.raises(ValueError, match="handedness must be one of right, left"):
+        Video.clip("candy", np.random.default_rng(0), SIZE, FPS, handedness="both")
+
+
+def test_synth_handedness_left_writes_mirrored_videos_and_says_so(dataset: Path, tmp_path: Path, capsys):
+    from asl_edge.cli import main
+
+    out = tmp_path / "left"
+    command = ["synth", "--out", str(out), "--clips", "1", "--seed", str(SEED), "--sentences", "1"]
+    command += ["--size", f"{SIZE[0]}x{SIZE[1]}", "--no-progress", "--handedness", "left"]
+    assert main(command) == 0
+    assert "left-handed signer" in capsys.readouterr().out
+    assert json.loads((out / "manifest.json").read_text())["handedness"] == "left"
+    rows = [list(csv.reader((folder / "labels.csv").open(newline=""))) for folder in (out, dataset)]
+    assert rows[0] == rows[1][:2], "the same words in the same files"
+    assert (out / "sentences.json").read_text() == (dataset / "sentences.json").read_text()
+    for name in (rows[0][1][0], "sentences/00000.mp4"):
+        left, right = read_video(out / name).astype(int), read_video(dataset / name)
+        assert np.abs(left - right[:, :, ::-1]).mean() < 5 < np.abs(left - right).mean()
 
 
 def test_dataset_is_reproducible_from_its_seed(dataset: Path, tmp_path: Path) -> None:

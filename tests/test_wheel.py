@@ -46,6 +46,7 @@ def test_the_wheel_installs_into_a_clean_virtualenv_and_works_from_an_empty_dire
         names = archive.namelist()
     assert {name.split("/")[0] for name in names if ".dist-info/" not in name} == OWN_TOP_LEVEL
     assert "edge/demo/bundle/model.onnx" in names
+    assert "calibration/dataset/latest.sql" in names, "the dataset build's queries are package data"
 
     assert _run(sys.executable, "-m", "venv", venv).returncode == 0
     pins = ROOT / "requirements" / "ci.txt"

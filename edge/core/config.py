@@ -225,7 +225,8 @@ class SyncConfig:
     )
     clips: bool = _field(
         False,
-        "keep and upload the clip of a sign the user says was misread, only when their feedback consents",
+        "keep and upload the clip of a sign the user answered (right or a correction), only when their "
+        "feedback consents",
     )
     clip_retention_days: float = _field(7.0, "days a clip that could not be uploaded is kept", min=0.01)
 

@@ -21,12 +21,22 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     try:
         write_dataset(
-            args.out, args.clips, args.seed, args.sentences, args.size, args.fps, not args.no_progress
+            args.out,
+            args.clips,
+            args.seed,
+            args.sentences,
+            args.size,
+            args.fps,
+            not args.no_progress,
+            args.handedness,
         )
     except (ValueError, RuntimeError, OSError) as exc:
         print_error(str(exc))
         return EXIT_BAD_INPUT
-    print(f"wrote {args.clips} clips and {args.sentences} sentences to {args.out}")
+    print(
+        f"wrote {args.clips} clips and {args.sentences} sentences of a {args.handedness}-handed signer "
+        f"to {args.out}"
+    )
     return EXIT_OK
 
 
@@ -46,6 +56,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--sentences", type=int, default=0, help="multi-sign videos (sentences.json)")
     synth.add_argument("--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT (default 640x480)")
     synth.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
+    synth.add_argument(
+        "--handedness",
+        choices=("right", "left"),
+        default="right",
+        help="the dominant hand; left is the right-handed signer's mirror image (default right)",
+    )
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
     synth.set_defaults(handler=cmd_synth)
 

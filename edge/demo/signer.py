@@ -13,7 +13,10 @@ Geometry: the figure is laid out in body units, where 1.0 is the side of the fra
 square (side ``min(width, height)``) and (0, 0) is the frame centre, y down. Preprocessing resizes
 the short side to 256 and centre-crops 224, i.e. keeps the central 7/8 of that square; the whole
 figure, hands at their extremes included, stays inside the central 85 % of it for every frame size
-and aspect ratio. The signer's right hand leads; it appears on the left of the image.
+and aspect ratio. The signer's right hand leads; it appears on the left of the image. A
+left-handed signer (``handedness="left"``) is that signer's mirror image: the same plan painted
+and then flipped left to right, so the left hand leads, and the same random draws give exactly the
+mirrored pixels (about 10% of people sign with the left hand dominant).
 
 Speed: everything random is drawn when a ``Video`` is planned; painting a frame is a copy of the
 background and a few dozen anti-aliased OpenCV primitives at sub-pixel precision.
@@ -45,6 +48,9 @@ GLOSSES: tuple[str, ...] = (
     "deaf",
     "fine",
 )
+
+HANDEDNESS: tuple[str, ...] = ("right", "left")
+"""Which hand leads; "left" is the right-handed signer's mirror image."""
 
 SAFE_HALF = 0.425
 """Half side, in body units, of the central 85 % of the central square that holds the figure."""
@@ -706,11 +712,16 @@ class Video:
         spans_s: Sequence[tuple[float, float]],
         fps: float,
         rng: Rng,
+        handedness: str = "right",
     ) -> None:
+        if handedness not in HANDEDNESS:
+            raise ValueError(f"handedness must be one of {', '.join(HANDEDNESS)}, got {handedness!r}")
         self.scene = scene
         self.poses = poses
         self.spans_s = list(spans_s)
         self.fps = fps
+        self.handedness = handedness
+        self._unmirrored: np.ndarray | None = None  # left-handed: the frame before the flip
         frames = len(poses)
         sway = _wobble(rng, frames, fps, BODY_SWAY, (0.15, 0.6))
         right = _jittered(rng, poses.right, REST_HAND, fps)
@@ -732,9 +743,10 @@ class Video:
         rng: Rng,
         size: Size = (640, 480),
         fps: float = 30.0,
+        handedness: str = "right",
     ) -> Video:
         """One sign between short rests."""
-        return cls.sentence([word], rng, size, fps, CLIP_REST_SECONDS)
+        return cls.sentence([word], rng, size, fps, CLIP_REST_SECONDS, handedness)
 
     @classmethod
     def sentence(
@@ -744,15 +756,19 @@ class Video:
         size: Size = (640, 480),
         fps: float = 30.0,
         rest_seconds: tuple[float, float] = SENTENCE_REST_SECONDS,
+        handedness: str = "right",
     ) -> Video:
-        """Signs one after another, with the hands resting still before, between and after."""
+        """Signs one after another, with the hands resting still before, between and after.
+
+        ``handedness`` changes no random draw, so "left" is the mirror of "right" frame for frame.
+        """
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         for word in words:
             gesture_for(word)
         scene = Scene.sample(rng, size)
         poses, spans = plan_signs(words, rng, fps, rest_seconds)
-        return cls(scene, poses, spans, fps, rng)
+        return cls(scene, poses, spans, fps, rng, handedness)
 
     def __len__(self) -> int:
         return len(self.poses)
@@ -775,6 +791,16 @@ class Video:
 
     def paint(self, index: int, out: np.ndarray) -> None:
         """Draws frame ``index`` into ``out``, a contiguous (H, W, 3) uint8 array."""
+        if self.handedness == "right":
+            self._paint(index, out)
+            return
+        if self._unmirrored is None:
+            self._unmirrored = np.empty_like(out)
+        self._paint(index, self._unmirrored)
+        cv2.flip(self._unmirrored, 1, dst=out)
+
+    def _paint(self, index: int, out: np.ndarray) -> None:
+        """The right-handed signer's frame ``index``."""
         scene = self.scene
         np.copyto(out, scene.background)
         if scene.distractor is not None and self._distractor is not None:
@@ -909,9 +935,11 @@ class _Hand:
 # Entry points -------------------------------------------------------------------------------
 
 
-def render_clip(word: str, rng: Rng, size: Size = (640, 480), fps: float = 30.0) -> np.ndarray:
+def render_clip(
+    word: str, rng: Rng, size: Size = (640, 480), fps: float = 30.0, handedness: str = "right"
+) -> np.ndarray:
     """One sign between short rests: (N, H, W, 3) uint8 BGR frames; ``size`` is (width, height)."""
-    return Video.clip(word, rng, size, fps).render()
+    return Video.clip(word, rng, size, fps, handedness).render()
 
 
 def render_sentence(
@@ -919,7 +947,8 @@ def render_sentence(
     rng: Rng,
     size: Size = (640, 480),
     fps: float = 30.0,
+    handedness: str = "right",
 ) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """Signs between still rests, and each sign's (start_s, end_s), leaving to regaining rest."""
-    video = Video.sentence(words, rng, size, fps)
+    video = Video.sentence(words, rng, size, fps, handedness=handedness)
     return video.render(), video.spans_s

@@ -6,8 +6,11 @@ Layout of ``out_dir``: ``clips/00000_book.mp4`` ..., ``labels.csv`` (``file,word
 ``sentences/00000.mp4`` ... with ``sentences.json`` (words and each sign's span in seconds), and
 ``manifest.json``. Clip ``i`` is drawn from ``np.random.default_rng([seed, 1, i])`` and its word
 from a per-block shuffle of the glosses, so it does not depend on how many clips are written.
+``handedness="left"`` renders the left-handed signer: with the same seed, every clip and sentence
+is the right-handed one's mirror image (same words, same spans), and the manifest says which.
 
-From the command line: ``asl-edge synth --out DIR --clips 120 --seed 1 [--sentences 10]``.
+From the command line: ``asl-edge synth --out DIR --clips 120 --seed 1 [--sentences 10]
+[--handedness left]``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.demo.signer import GLOSSES, MIN_SIDE, Rng, Size, Video
+from edge.demo.signer import GLOSSES, HANDEDNESS, MIN_SIDE, Rng, Size, Video
 
 FOURCC = "mp4v"
 SENTENCE_WORDS = (3, 6)
@@ -64,14 +67,16 @@ def sentence_words(rng: Rng) -> list[str]:
     return [GLOSSES[i] for i in rng.choice(len(GLOSSES), count, replace=False)]
 
 
-def clip_video(seed: int, index: int, word: str, size: Size, fps: float) -> Video:
-    return Video.clip(word, clip_rng(seed, index), size, fps)
+def clip_video(seed: int, index: int, word: str, size: Size, fps: float, handedness: str = "right") -> Video:
+    return Video.clip(word, clip_rng(seed, index), size, fps, handedness)
 
 
-def sentence_video(seed: int, index: int, size: Size, fps: float) -> tuple[list[str], Video]:
+def sentence_video(
+    seed: int, index: int, size: Size, fps: float, handedness: str = "right"
+) -> tuple[list[str], Video]:
     rng = sentence_rng(seed, index)
     words = sentence_words(rng)
-    return words, Video.sentence(words, rng, size, fps)
+    return words, Video.sentence(words, rng, size, fps, handedness=handedness)
 
 
 def write_video(path: Path, video: Video) -> None:
@@ -111,6 +116,7 @@ def _check_arguments(
     sentences: int,
     size: Size,
     fps: float,
+    handedness: str,
 ) -> None:
     if clips < 0 or sentences < 0:
         raise ValueError(f"clips and sentences must be >= 0, got {clips} and {sentences}")
@@ -120,6 +126,8 @@ def _check_arguments(
         raise ValueError(f"fps must be positive, got {fps}")
     if size[0] % 2 or size[1] % 2:
         raise ValueError(f"{FOURCC} MP4 needs an even width and height, got {size[0]}x{size[1]}")
+    if handedness not in HANDEDNESS:
+        raise ValueError(f"handedness must be one of {', '.join(HANDEDNESS)}, got {handedness!r}")
 
 
 def write_dataset(
@@ -130,9 +138,11 @@ def write_dataset(
     size: Size = (640, 480),
     fps: float = 30.0,
     progress: bool = True,
+    handedness: str = "right",
 ) -> None:
-    """Renders and writes the clips, the sentences and their labels; same seed, same pixels."""
-    _check_arguments(clips, seed, sentences, size, fps)
+    """Renders and writes the clips, the sentences and their labels; same seed, same pixels
+    (mirrored for ``handedness="left"``)."""
+    _check_arguments(clips, seed, sentences, size, fps, handedness)
     out = Path(out_dir)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     if sentences:
@@ -142,11 +152,11 @@ def write_dataset(
     with tqdm(total=clips + sentences, disable=not progress, desc="synth", unit="video") as bar:
         for index, word in enumerate(clip_words(seed, clips)):
             name = f"clips/{index:05d}_{word}.mp4"
-            write_video(out / name, clip_video(seed, index, word, size, fps))
+            write_video(out / name, clip_video(seed, index, word, size, fps, handedness))
             labels.append((name, word))
             bar.update()
         for index in range(sentences):
-            words, video = sentence_video(seed, index, size, fps)
+            words, video = sentence_video(seed, index, size, fps, handedness)
             name = f"sentences/{index:05d}.mp4"
             write_video(out / name, video)
             spans = [[start, end] for start, end in video.spans_s]
@@ -155,7 +165,7 @@ def write_dataset(
     _write_labels(out / "labels.csv", labels)
     if sentences:
         (out / "sentences.json").write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
-    _write_manifest(out / "manifest.json", clips, seed, sentences, size, fps)
+    _write_manifest(out / "manifest.json", clips, seed, sentences, size, fps, handedness)
 
 
 def _write_labels(path: Path, rows: Sequence[tuple[str, str]]) -> None:
@@ -172,10 +182,12 @@ def _write_manifest(
     sentences: int,
     size: Size,
     fps: float,
+    handedness: str,
 ) -> None:
     manifest = {
         "generator": "edge.demo.synth (asl-edge synthetic signer)",
         "seed": seed,
+        "handedness": handedness,
         "clips": clips,
         "sentences": sentences,
         "size": list(size),

@@ -1,10 +1,11 @@
-"""Consent clips: the frames of a sign a user said was misread, kept only when they agreed to it.
+"""Consent clips: the frames of a sign a user answered, kept only when they agreed to it.
 
 Off by default (``[sync] clips``). The daemon remembers the cropped frames the model saw for its
-last few predictions, in memory only; when feedback says a prediction was wrong *and* carries
-``"consent": true``, that sign's frames are written as a small MP4 under ``state_dir/clips/`` and
-named on the feedback row. Sync uploads the clip before the CSV batch that refers to it and then
-deletes the local file; a clip that cannot be uploaded is deleted after ``clip_retention_days``.
+last few predictions, in memory only; when feedback on a prediction (right or a correction: both
+are training examples) carries ``"consent": true``, that sign's frames are written as a small MP4
+under ``state_dir/clips/`` and named on the feedback row. Sync uploads the clip before the CSV
+batch that refers to it and then deletes the local file; a clip that cannot be uploaded is
+deleted after ``clip_retention_days``.
 """
 
 from __future__ import annotations

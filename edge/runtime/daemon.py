@@ -271,6 +271,7 @@ class Daemon:
             sign.end_s,
             sign.inference_ms,
             backend=active.selection.backend,
+            model_version=active.release.version if active.release else "",
         )
         self.desk.record(lambda: self.keeper.add_prediction(record))
         if self.clips is not None:

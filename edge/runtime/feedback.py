@@ -113,8 +113,9 @@ def parse_feedback(payload: bytes) -> Feedback:
 
 
 def _consented_clip(feedback: Feedback, clips: ClipKeeper | None) -> str | None:
-    """Write the sign's clip when clips are on, the word was wrong and the user consented."""
-    if clips is None or feedback.correct or not feedback.consent:
+    """Write the sign's clip when clips are on and the user consented, for a right answer as for a
+    correction: both are training examples (corrections alone teach only the confusions)."""
+    if clips is None or not feedback.consent:
         return None
     try:
         return clips.write(feedback.prediction_id)

@@ -3,8 +3,11 @@ kiosk's release updates alike.
 
 Credentials: an AWS shared-credentials file when one is named, else the systemd credential
 ``s3-credentials`` (``$CREDENTIALS_DIRECTORY``) when it holds something, else the standard AWS chain
-(environment, ``~/.aws``, an instance role). Timeouts are short and botocore's own retries off: each
-caller retries, or waits for its next pass, in its own way. Checksums are ours (Content-MD5 and
+(environment, ``~/.aws``, an instance role). A reader that may go without (``asl-edge dataset
+build`` on a public bucket or a local store without auth) asks for ``unsigned_without_credentials``:
+when the chain finds nothing its requests go unsigned instead of failing before they are sent.
+Timeouts are short and botocore's own retries off: each caller retries, or waits for its next
+pass, in its own way. Checksums are ours (Content-MD5 and
 SHA-256 on every PUT, checked by the server) rather than botocore's CRC32 trailer, which older
 S3-compatible stores reject.
 """
@@ -42,6 +45,7 @@ class S3Settings:
     endpoint_url: str = ""
     region: str | None = None
     credentials_file: str = ""
+    unsigned_without_credentials: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,15 +102,18 @@ def read_credentials(path: Path) -> dict[str, str]:
 def s3_client(settings: S3Settings) -> Any:
     """A boto3 S3 client: one attempt per call, short timeouts, path-style for custom endpoints."""
     import boto3
+    from botocore import UNSIGNED
     from botocore.config import Config as BotoConfig
 
     path = credentials_path(settings.credentials_file)
     keys = read_credentials(path) if path else {}
     session = boto3.session.Session(region_name=settings.region, **keys)
+    unsigned = settings.unsigned_without_credentials and session.get_credentials() is None
     return session.client(
         "s3",
         endpoint_url=settings.endpoint_url or None,
         config=BotoConfig(
+            signature_version=UNSIGNED if unsigned else None,
             retries={"max_attempts": 1, "mode": "standard"},
             connect_timeout=CONNECT_TIMEOUT_S,
             read_timeout=READ_TIMEOUT_S,

@@ -82,6 +82,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX feedback_prediction ON feedback(prediction_id)",
         "CREATE INDEX predictions_created ON predictions(created_at)",
     ),
+    # The release version that made each prediction ("" for a local bundle, and for older rows).
+    ("ALTER TABLE predictions ADD COLUMN model_version TEXT NOT NULL DEFAULT ''",),
 )
 DB_SCHEMA = len(_MIGRATIONS)
 
@@ -118,6 +120,7 @@ class PredictionRecord:
     latency_ms: float | None = None
     created_at: float = 0.0
     backend: str = ""
+    model_version: str = ""  # the release that made it; "" for a local bundle
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ class SyncRow:
     model_id: str
     backend: str
     clip_file: str | None = None
+    model_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,9 +188,9 @@ class StoreUsage:
 
 _SYNC_ROW_SQL = (
     "SELECT f.id, f.prediction_id, f.received_at, p.created_at, f.predicted_word, p.confidence, p.top_k, "
-    "f.correct, f.label, p.model_id, p.backend, f.clip_file "
+    "f.correct, f.label, p.model_id, p.backend, f.clip_file, p.model_version "
     "FROM feedback f JOIN predictions p ON p.id = f.prediction_id "
-)
+)  # in SyncRow's field order
 
 
 class Store:
@@ -281,7 +285,8 @@ class Store:
 
     def add_prediction(self, record: PredictionRecord) -> None:
         self._write(
-            "INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO predictions (id, created_at, word, confidence, top_k, start_s, end_s, latency_ms, "
+            "model_id, backend, model_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.created_at or time.time(),
@@ -293,6 +298,7 @@ class Store:
                 record.latency_ms,
                 record.model_id,
                 record.backend,
+                record.model_version,
             ),
         )
 
@@ -345,21 +351,8 @@ class Store:
                 (*selector, after, page_rows),
             )
             for row in rows:
-                feedback_id, prediction_id, received_at, predicted_at, word, confidence, top_k = row[:7]
-                yield SyncRow(
-                    feedback_id,
-                    prediction_id,
-                    received_at,
-                    predicted_at,
-                    word,
-                    confidence,
-                    top_k,
-                    bool(row[7]),
-                    row[8],
-                    row[9],
-                    row[10],
-                    row[11],
-                )
+                fields = (*row[:7], bool(row[7]), *row[8:])  # SQLite keeps a boolean as 0 or 1
+                yield SyncRow(*fields)
             if len(rows) < page_rows:
                 return
             after = rows[-1][0]

@@ -28,7 +28,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,21 +45,6 @@ from edge.runtime.worker import Backoff, Supervised, every
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = (
-    "feedback_id",
-    "prediction_id",
-    "device_id",
-    "received_at",
-    "predicted_at",
-    "predicted_word",
-    "confidence",
-    "top_k",
-    "correct",
-    "label",
-    "model_id",
-    "backend",
-    "clip_key",
-)
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP's CSV injection list).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LOCK_FILE = "sync.lock"
@@ -109,22 +94,36 @@ def clip_key(prefix: str, device_id: str, prediction_id: str) -> str:
     return _under(prefix, f"clips/device={device_id}/{prediction_id}.mp4")
 
 
+def _clip_cell(row: SyncRow, device_id: str, prefix: str) -> str:
+    return safe_cell(clip_key(prefix, device_id, row.prediction_id)) if row.clip_file else ""
+
+
+CellOf = Callable[[SyncRow, str, str], str]
+"""A CSV cell from the row, the device id and the key prefix."""
+
+# The batch's columns in order, each with how its cell is written. Readers find columns by name
+# and old batches lack the newer ones, so a new column is one line appended at the end.
+CSV_FIELDS: tuple[tuple[str, CellOf], ...] = (
+    ("feedback_id", lambda row, device, prefix: str(row.feedback_id)),
+    ("prediction_id", lambda row, device, prefix: safe_cell(row.prediction_id)),
+    ("device_id", lambda row, device, prefix: safe_cell(device)),
+    ("received_at", lambda row, device, prefix: utc_iso(row.received_at, "microseconds")),
+    ("predicted_at", lambda row, device, prefix: utc_iso(row.predicted_at, "microseconds")),
+    ("predicted_word", lambda row, device, prefix: safe_cell(row.predicted_word)),
+    ("confidence", lambda row, device, prefix: repr(float(row.confidence))),
+    ("top_k", lambda row, device, prefix: safe_cell(row.top_k)),
+    ("correct", lambda row, device, prefix: "true" if row.correct else "false"),
+    ("label", lambda row, device, prefix: safe_cell(row.label or "")),
+    ("model_id", lambda row, device, prefix: safe_cell(row.model_id)),
+    ("backend", lambda row, device, prefix: safe_cell(row.backend)),
+    ("clip_key", _clip_cell),
+    ("model_version", lambda row, device, prefix: safe_cell(row.model_version)),
+)
+CSV_COLUMNS = tuple(name for name, _ in CSV_FIELDS)
+
+
 def csv_cells(row: SyncRow, device_id: str, prefix: str) -> list[str]:
-    return [
-        str(row.feedback_id),
-        safe_cell(row.prediction_id),
-        safe_cell(device_id),
-        utc_iso(row.received_at, "microseconds"),
-        utc_iso(row.predicted_at, "microseconds"),
-        safe_cell(row.predicted_word),
-        repr(float(row.confidence)),
-        safe_cell(row.top_k),
-        "true" if row.correct else "false",
-        safe_cell(row.label or ""),
-        safe_cell(row.model_id),
-        safe_cell(row.backend),
-        safe_cell(clip_key(prefix, device_id, row.prediction_id)) if row.clip_file else "",
-    ]
+    return [cell(row, device_id, prefix) for _, cell in CSV_FIELDS]
 
 
 def batch_key(prefix: str, device_id: str, first: SyncRow, last_id: int) -> str:

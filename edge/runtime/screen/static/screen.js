@@ -166,7 +166,7 @@ async function answer(prediction, correct, label) {
   if (!prediction) return;
   const message = { prediction_id: prediction.id, correct };
   if (!correct) message.label = label;
-  if (!correct && state.clips && ui.consent.getAttribute("aria-pressed") === "true") message.consent = true;
+  if (state.clips && ui.consent.getAttribute("aria-pressed") === "true") message.consent = true;
   local = { id: prediction.id, state: "sending", text: "Saving…" };
   renderFeedback(prediction);
   let ack;
