@@ -35,7 +35,10 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
+
 from edge.core.config import Config
+from edge.runtime.activity import Activity, ActivityState
 from edge.runtime.capture import Capture, SourceSettings
 from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
 from edge.runtime.feedback import FeedbackDesk, handle_feedback, rejected
@@ -124,7 +127,15 @@ class Daemon:
                 DiscoveryPublisher(config, self.link).start()
             self.sync = FeedbackSync(config) if config.sync.bucket else None
             self.capture = Capture(SourceSettings(**dataclasses.asdict(config.source)))
-            self.pipeline = SignPipeline(config.segmenter, config.model, model.bundle.spec, config.source.fps)
+            # [screen] what the kiosk is doing, live on the page (the signer sees it see them)
+            activity = (
+                Activity(config.screen.dark_luma, config.screen.dark_s, self._activity_changed)
+                if config.screen.enabled
+                else None
+            )
+            self.pipeline = SignPipeline(
+                config.segmenter, config.model, model.bundle.spec, config.source.fps, activity
+            )
             if config.metrics.textfile:
                 # Registered before the workers start, so its stop runs after theirs: the file left
                 # behind says up 0 and holds the final counts.
@@ -184,6 +195,9 @@ class Daemon:
                 sign = self.pipeline.feed(frame, self.reloader.active.backend)
                 if sign is not None:
                     self._publish(sign)
+                self._show_self(frame.image)
+            elif self.pipeline.activity is not None and self.capture.stats.last_error is not None:
+                self.pipeline.activity.camera_lost()
         last = self.pipeline.finish(self.reloader.active.backend)
         if last is not None:
             self._publish(last)
@@ -270,6 +284,8 @@ class Daemon:
             "fps_in": round((self.capture.stats.frames_in - frames_in) / elapsed_s, 2),
             "fps_out": round((self.pipeline.frames - frames_out) / elapsed_s, 2),
             "signs_cut": self.pipeline.signs_cut,
+            "speculations": self.pipeline.speculations,
+            "speculations_discarded": self.pipeline.speculations_discarded,
             "predictions": self.predictions,
             **self.link.health(),
             **self.desk.health(),
@@ -293,12 +309,29 @@ class Daemon:
             **(
                 self.screen.health()
                 if self.screen
-                else {"screen_url": None, "screen_clients": 0, "screen_error": None}
+                else {
+                    "screen_url": None,
+                    "screen_clients": 0,
+                    "screen_error": None,
+                    "screen_self_view_fps": 0.0,
+                    "screen_self_view_frames": 0,
+                }
             ),
             **self.pipeline.latencies.percentiles(),
         }
 
     # -- [screen] the kiosk page's hooks (issue 13) ------------------------------------------
+
+    def _activity_changed(self, activity: ActivityState) -> None:
+        """On the inference thread, as the frame that caused it is handled: never blocks."""
+        if self.screen is not None:
+            self.screen.feed.set_activity(activity.to_json())
+
+    def _show_self(self, image: np.ndarray) -> None:
+        """The frame for the self-view, only while a page watches it (a reference, no copy)."""
+        view = self.screen.self_view if self.screen is not None else None
+        if view is not None and view.viewers:
+            view.offer(image, self.pipeline.crop_box(image.shape))
 
     def _acknowledge(self, ack: dict[str, object]) -> None:
         """The feedback desk's answer, to MQTT and to the page (answers from any client show)."""
