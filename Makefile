@@ -26,6 +26,7 @@ lint: setup
 # The README's configuration reference, regenerated from the config schema (edge/core/config.py).
 docs: setup
 	$(PY) -m asl_edge config-reference --write README.md
+	$(PY) -m asl_edge health-reference --write README.md
 
 demo-model: setup
 	$(PY) -m convert.demo_model --out edge/demo/bundle

@@ -1,14 +1,17 @@
 """asl-edge: American Sign Language word recognition for NVIDIA Jetson kiosks."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 here = Path(__file__).parent
+# One source for the version: edge/__init__.py (read, not imported: the build needs no runtime).
+version = re.search(r'^__version__ = "([^"]+)"$', (here / "edge" / "__init__.py").read_text(), re.M)[1]
 
 setup(
     name="asl-edge",
-    version="0.1.0",
+    version=version,
     description="ASL word recognition on the edge: I3D to ONNX/TensorRT, kiosk daemon, MQTT, S3 sync",
     long_description=(here / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.runtime.capture import Capture, CaptureError, SourceSettings, pipeline_for
+from edge.core.config import SourceConfig
+from edge.runtime.capture import Capture, CaptureError, pipeline_for
 from tests.conftest import moving_blob_frames, write_video
 
 
@@ -28,11 +29,11 @@ def video(tmp_path_factory):
 
 
 def test_file_source_gives_every_frame_in_bgr_with_timestamps(video):
-    capture = Capture(SourceSettings(uri=f"file://{video}", realtime=False)).start()
+    capture = Capture(SourceConfig(uri=f"file://{video}", realtime=False)).start()
     frames = _collect(capture)
     capture.close()
     assert len(frames) == 45
-    assert capture.ended
+    assert capture.health().worker.state == "stopped"
     assert [f.index for f in frames] == list(range(45))
     assert frames[1].timestamp_s == pytest.approx(1 / 30, abs=1e-3)
     assert frames[-1].timestamp_s == pytest.approx(44 / 30, abs=1e-3)
@@ -40,13 +41,15 @@ def test_file_source_gives_every_frame_in_bgr_with_timestamps(video):
     ok, first = reference.read()
     assert ok
     assert frames[0].image.shape == (240, 320, 3)
+    # One copy per frame: the image is a read-only view of the bytes taken out of GStreamer's buffer.
+    assert not frames[0].image.flags.owndata and not frames[0].image.flags.writeable
     assert np.abs(frames[0].image.astype(int) - first.astype(int)).mean() < 3
     assert capture.stats.frames_dropped == 0
 
 
 def test_realtime_file_plays_at_its_frame_rate(video):
     started = time.monotonic()
-    capture = Capture(SourceSettings(uri=f"file://{video}")).start()
+    capture = Capture(SourceConfig(uri=f"file://{video}")).start()
     frames = _collect(capture)
     capture.close()
     assert len(frames) >= 44
@@ -54,7 +57,7 @@ def test_realtime_file_plays_at_its_frame_rate(video):
 
 
 def test_a_looping_file_starts_a_new_epoch_on_one_stream_clock(video):
-    capture = Capture(SourceSettings(uri=f"file://{video}", realtime=False, loop=True)).start()
+    capture = Capture(SourceConfig(uri=f"file://{video}", realtime=False, loop=True)).start()
     frames = _collect(capture, limit=100)
     capture.close()
     assert len(frames) == 100
@@ -67,7 +70,7 @@ def test_a_looping_file_starts_a_new_epoch_on_one_stream_clock(video):
 
 
 def test_live_test_source_drops_the_oldest_when_nobody_reads():
-    capture = Capture(SourceSettings(uri="test://", width=160, height=120, fps=30, queue_frames=4)).start()
+    capture = Capture(SourceConfig(uri="test://", width=160, height=120, fps=30, queue_frames=4)).start()
     time.sleep(1.0)
     frames = _collect(capture, limit=4)
     capture.close()
@@ -77,7 +80,7 @@ def test_live_test_source_drops_the_oldest_when_nobody_reads():
 
 
 def test_failing_live_source_is_restarted_with_backoff():
-    settings = SourceSettings(uri="v4l2:///dev/video-missing", reconnect_max_s=0.2)
+    settings = SourceConfig(uri="v4l2:///dev/video-missing", reconnect_max_s=0.2)
     capture = Capture(settings).start()
     time.sleep(1.5)
     capture.close()
@@ -86,10 +89,10 @@ def test_failing_live_source_is_restarted_with_backoff():
 
 
 def test_missing_file_ends_the_stream_with_the_error(tmp_path):
-    capture = Capture(SourceSettings(uri=f"file://{tmp_path}/missing.mp4", realtime=False)).start()
+    capture = Capture(SourceConfig(uri=f"file://{tmp_path}/missing.mp4", realtime=False)).start()
     assert _collect(capture, timeout_s=10) == []
     capture.close()
-    assert capture.ended
+    assert capture.health().worker.state == "stopped"
     assert capture.stats.last_error == "Resource not found."
     assert capture.stats.restarts == 0
 
@@ -104,7 +107,7 @@ def test_missing_file_ends_the_stream_with_the_error(tmp_path):
     ],
 )
 def test_uris_map_to_pipelines(uri, fragment):
-    description = pipeline_for(SourceSettings(uri=uri))
+    description = pipeline_for(SourceConfig(uri=uri))
     assert fragment in description
     assert description.endswith("sync=false")
     assert "appsink name=sink" in description
@@ -112,9 +115,9 @@ def test_uris_map_to_pipelines(uri, fragment):
 
 def test_bad_uris_are_refused():
     with pytest.raises(CaptureError, match="not a supported source"):
-        pipeline_for(SourceSettings(uri="http://example/video"))
+        pipeline_for(SourceConfig(uri="http://example/video"))
     with pytest.raises(CaptureError, match="appsink name=sink"):
-        pipeline_for(SourceSettings(uri="gst:videotestsrc ! fakesink"))
+        pipeline_for(SourceConfig(uri="gst:videotestsrc ! fakesink"))
 
 
 def test_a_raw_gst_pipeline_that_ends_is_restarted_like_a_camera():
@@ -122,7 +125,7 @@ def test_a_raw_gst_pipeline_that_ends_is_restarted_like_a_camera():
         "gst:videotestsrc num-buffers=5 ! video/x-raw,width=64,height=48 ! videoconvert ! "
         "video/x-raw,format=BGR ! appsink name=sink"
     )
-    capture = Capture(SourceSettings(uri=pipeline, reconnect_max_s=0.1)).start()
+    capture = Capture(SourceConfig(uri=pipeline, reconnect_max_s=0.1)).start()
     frames = _collect(capture, limit=15, timeout_s=20)
     capture.close()
     assert len(frames) == 15 and capture.stats.restarts >= 2

@@ -19,8 +19,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from asl_edge.cli import main
 from edge.core.config import parse_config
+from edge.core.utc import utc_iso
 from edge.runtime.homeassistant import discovery_payload, object_id
-from edge.runtime.sync import utc_iso
 from tests.services import Mosquitto, MqttSubscriber, running_daemon, synthetic_sentence
 
 DEVICE = "lobby.kiosk_1"
@@ -90,7 +90,7 @@ def test_health_templates_render_a_sync_time_and_a_camera_error():
     components = discovery_payload(parse_config({})[0])["cmps"]
     health = json.dumps(
         {
-            "sync_last_success_utc": utc_iso(1795000000.5),
+            "sync_last_success_utc": utc_iso(1795000000.5, zulu=False),
             "capture_error": "Could not open device",
             "capture_restarts": 3,
         }

@@ -54,6 +54,10 @@ HEALTH = {
     "feedback_rejected": 1,
     "model": 'demo "i3d" \\ v1',
     "backend": "onnxruntime",
+    "workers": {
+        "capture": {"state": "running", "restarts": 1, "last_error": None},
+        "sync": {"state": "failing", "restarts": 2, "last_error": "RuntimeError: crash"},
+    },
 }
 
 
@@ -77,6 +81,9 @@ def test_render_lints_clean_and_parses_back(tmp_path):
     assert values["asl_edge_store_size_bytes"] == 123_000
     assert values["asl_edge_feedback_received_total"] == 2
     assert values["asl_edge_feedback_rejected_total"] == 1
+    assert values['asl_edge_worker_restarts_total{worker="sync"}'] == 2
+    assert values['asl_edge_worker_problem{worker="sync"}'] == 1
+    assert values['asl_edge_worker_problem{worker="capture"}'] == 0
     # Never synced: no timestamp at all rather than a misleading 0 (1970).
     assert not any(name.startswith("asl_edge_sync_last_success") for name in values)
     [info] = [f for f in text_string_to_metric_families(path.read_text()) if f.name == "asl_edge_info"]
@@ -109,11 +116,12 @@ def test_an_unwritable_textfile_is_a_fault_in_health_until_it_is_fixed(tmp_path)
     folder.write_text("a file where the directory should be", encoding="utf-8")
     textfile = MetricsTextfile(folder / "asl-edge.prom", InferenceHistogram())
     textfile.update(HEALTH)
-    assert str(folder / "asl-edge.prom") in textfile.health()["metrics_error"]
+    assert str(folder / "asl-edge.prom") in str(textfile.health().metrics_error)
+    assert textfile.health().worker.state == "failing"
     folder.unlink()
     folder.mkdir()
     textfile.update(HEALTH)
-    assert textfile.health() == {"metrics_error": None}
+    assert textfile.health().metrics_error is None
     textfile.stop()
     assert [p.name for p in folder.iterdir()] == ["asl-edge.prom"]
     # node_exporter reads it as another user, whatever the service's UMask.

@@ -10,8 +10,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from edge.core.config import MqttConfig
 from edge.runtime.feedback import handle_feedback
-from edge.runtime.mqtt import MqttLink, MqttSettings
+from edge.runtime.mqtt import MqttLink
 from edge.runtime.store import PredictionRecord, Store
 from tests.services import Mosquitto, MqttSubscriber
 
@@ -42,14 +43,16 @@ def _wait(predicate, timeout_s: float = 10.0) -> bool:
     return False
 
 
-def _settings(port: int, **extra) -> MqttSettings:
-    return MqttSettings(
-        **{"port": port, "topic_prefix": "asl/test", "keepalive_s": 2, "reconnect_s": (1, 2), **extra}
-    )
+def _settings(port: int, **extra) -> MqttConfig:
+    return MqttConfig(**{"port": port, "topic_prefix": "asl/test", "keepalive_s": 2, **extra})
+
+
+def _link(settings: MqttConfig, reconnect_s: tuple[float, float] = (1, 2)) -> MqttLink:
+    return MqttLink(settings, reconnect_s)
 
 
 def test_status_is_retained_online_then_offline(broker):
-    link = MqttLink(_settings(broker.port))
+    link = _link(_settings(broker.port))
     link.start()
     assert _wait(lambda: link.stats.connected)
     listener = Listener(broker.port, "asl/test/status")
@@ -63,8 +66,8 @@ def test_status_is_retained_online_then_offline(broker):
 def test_last_will_says_offline_when_the_process_dies(broker):
     code = (
         "import time, sys; sys.path.insert(0, '.');"
-        "from edge.runtime.mqtt import MqttLink, MqttSettings;"
-        f"l = MqttLink(MqttSettings(port={broker.port}, topic_prefix='asl/test', keepalive_s=1)); l.start();"
+        "from edge.core.config import MqttConfig; from edge.runtime.mqtt import MqttLink;"
+        f"l = MqttLink(MqttConfig(port={broker.port}, topic_prefix='asl/test', keepalive_s=1)); l.start();"
         "time.sleep(30)"
     )
     child = subprocess.Popen([sys.executable, "-c", code])
@@ -80,7 +83,7 @@ def test_last_will_says_offline_when_the_process_dies(broker):
 
 
 def test_predictions_wait_for_a_restarted_broker_in_order_and_overflow_is_counted(broker):
-    link = MqttLink(_settings(broker.port, queue_limit=3))
+    link = _link(_settings(broker.port, queue_limit=3))
     link.start()
     assert _wait(lambda: link.stats.connected)
     broker.stop()
@@ -104,7 +107,7 @@ def test_predictions_wait_for_a_restarted_broker_in_order_and_overflow_is_counte
 def test_connect_hooks_and_subscriptions_come_back_with_every_connect(broker):
     """The general hooks Home Assistant discovery uses: a hook that publishes a retained message as
     it is (no schema field, no queue), and a subscription on an absolute topic with wildcards."""
-    link = MqttLink(_settings(broker.port))
+    link = _link(_settings(broker.port))
     received: queue.Queue[bytes] = queue.Queue()
     assert not link.publish_raw("fleet/config", b"{}")  # not connected: not sent, not queued
     link.add_connect_hook(lambda: link.publish_raw("fleet/config", b'{"kiosk": 1}', retain=True))
@@ -132,7 +135,7 @@ def test_connect_hooks_and_subscriptions_come_back_with_every_connect(broker):
 def test_feedback_round_trip_and_rejections(broker, tmp_path):
     store = Store(tmp_path / "state")
     store.add_prediction(PredictionRecord(id="p-1", word="book", confidence=0.9, top_k=[], model_id="m"))
-    link = MqttLink(_settings(broker.port))
+    link = _link(_settings(broker.port))
     link.subscribe(link.topic("feedback"), lambda p: link.publish("feedback/ack", handle_feedback(p, store)))
     link.start()
     assert _wait(lambda: link.stats.connected)
@@ -170,9 +173,9 @@ def test_username_with_password_file(tmp_path):
     try:
         (tmp_path / "good").write_text("s3cret\n")
         (tmp_path / "bad").write_text("wrong\n")
-        refused = MqttLink(_settings(service.port, username="kiosk", password_file=str(tmp_path / "bad")))
+        refused = _link(_settings(service.port, username="kiosk", password_file=str(tmp_path / "bad")))
         refused.start()
-        accepted = MqttLink(_settings(service.port, username="kiosk", password_file=str(tmp_path / "good")))
+        accepted = _link(_settings(service.port, username="kiosk", password_file=str(tmp_path / "good")))
         accepted.start()
         assert _wait(lambda: accepted.stats.connected)
         time.sleep(0.5)
@@ -190,14 +193,14 @@ def test_password_from_the_systemd_credential(tmp_path, monkeypatch):
     credentials = tmp_path / "credentials"
     credentials.mkdir()
     try:
-        anonymous = MqttLink(_settings(service.port, username="kiosk"))
+        anonymous = _link(_settings(service.port, username="kiosk"))
         anonymous.start()
         (credentials / "mqtt-password").write_text("s3cret\n")
         monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
         (tmp_path / "bad").write_text("wrong\n")
-        explicit = MqttLink(_settings(service.port, username="kiosk", password_file=str(tmp_path / "bad")))
+        explicit = _link(_settings(service.port, username="kiosk", password_file=str(tmp_path / "bad")))
         explicit.start()
-        credential = MqttLink(_settings(service.port, username="kiosk"))
+        credential = _link(_settings(service.port, username="kiosk"))
         credential.start()
         assert _wait(lambda: credential.stats.connected)
         time.sleep(0.5)
@@ -213,7 +216,7 @@ def test_unreadable_password_file_is_a_config_error(tmp_path):
     from edge.runtime.mqtt import MqttError
 
     with pytest.raises(MqttError, match=r"mqtt\.password_file"):
-        MqttLink(MqttSettings(username="kiosk", password_file=str(tmp_path / "missing")))
+        MqttLink(MqttConfig(username="kiosk", password_file=str(tmp_path / "missing")))
 
 
 def _openssl(folder: Path, *args: str) -> None:
@@ -252,7 +255,7 @@ def _tls_broker(folder: Path, pki: Path, mutual: bool = False) -> Mosquitto:
 def test_tls_with_a_private_ca_and_mutual_tls(pki, tmp_path):
     service = _tls_broker(tmp_path, pki, mutual=True)
     try:
-        link = MqttLink(
+        link = _link(
             _settings(
                 service.port,
                 tls_ca=str(pki / "ca.crt"),
@@ -262,7 +265,7 @@ def test_tls_with_a_private_ca_and_mutual_tls(pki, tmp_path):
         )
         link.start()
         assert _wait(lambda: link.stats.connected)
-        assert link.health()["mqtt_error"] is None
+        assert link.health().mqtt_error is None
         link.stop()
     finally:
         service.stop()
@@ -288,7 +291,7 @@ def test_each_refused_connection_says_why_once_and_in_health(pki, tmp_path, capl
         "no client certificate": {"tls_ca": str(pki / "ca.crt")},
         "plain MQTT port": {},
     }[case]
-    link = MqttLink(_settings(service.port, **{"reconnect_s": (0.1, 0.2), **settings}))
+    link = _link(_settings(service.port, **settings), (0.1, 0.2))
     try:
         with caplog.at_level("WARNING", logger="edge.runtime.mqtt"):
             link.start()
@@ -298,8 +301,9 @@ def test_each_refused_connection_says_why_once_and_in_health(pki, tmp_path, capl
     finally:
         link.stop()
         service.stop()
-    assert health["mqtt_connected"] is False
-    assert expected in str(health["mqtt_error"])
+    assert health.mqtt_connected is False
+    assert expected in str(health.mqtt_error)
+    assert (health.worker.state, health.worker.last_error) == ("failing", health.mqtt_error)
     logged = [record.getMessage() for record in caplog.records if expected in record.getMessage()]
     assert len(logged) == 1, logged
 
@@ -310,13 +314,13 @@ def test_an_empty_credential_is_no_password(tmp_path, monkeypatch):
 
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     (tmp_path / "mqtt-password").write_text("\n")
-    assert password_path(MqttSettings(username="kiosk")) is None
+    assert password_path(MqttConfig(username="kiosk")) is None
     (tmp_path / "mqtt-password").write_text("s3cret\n")
-    assert password_path(MqttSettings(username="kiosk")) == tmp_path / "mqtt-password"
+    assert password_path(MqttConfig(username="kiosk")) == tmp_path / "mqtt-password"
 
 
 def test_health_never_takes_a_predictions_place_in_the_offline_queue(broker):
-    link = MqttLink(_settings(broker.port, queue_limit=3))
+    link = _link(_settings(broker.port, queue_limit=3))
     link.start()
     assert _wait(lambda: link.stats.connected)
     broker.stop()
@@ -344,13 +348,13 @@ def test_health_never_takes_a_predictions_place_in_the_offline_queue(broker):
     assert [payload for topic, payload, _ in received if topic.endswith("health")] == [
         {"schema": 1, "tick": "now"}
     ]
-    assert link.health()["mqtt_delivered"] == 3
+    assert link.health().mqtt_delivered == 3
 
 
 def test_messages_in_flight_when_the_broker_dies_are_sent_once_to_the_next(broker):
     """Paho had them (written, no PUBACK yet) when the broker died: they come back to the link's
     queue on reconnect and reach the next broker exactly once each."""
-    link = MqttLink(_settings(broker.port))
+    link = _link(_settings(broker.port))
     link.start()
     assert _wait(lambda: link.stats.connected)
     assert broker.process is not None
@@ -369,4 +373,4 @@ def test_messages_in_flight_when_the_broker_dies_are_sent_once_to_the_next(broke
     link.stop()
     listener.close()
     assert ids == [f"p{index}" for index in range(5)]
-    assert (link.health()["mqtt_delivered"], link.pending, link.stats.dropped) == (5, 0, 0)
+    assert (link.health().mqtt_delivered, link.pending, link.stats.dropped) == (5, 0, 0)

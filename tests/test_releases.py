@@ -21,6 +21,7 @@ import pytest
 from asl_edge.cli import main
 from edge.core.bundle import DEMO_BUNDLE, MODEL_FILE, sha256_of, update_manifest
 from edge.core.config import load_config, update_endpoint_url
+from edge.runtime.release_keys import load_private_key
 from edge.runtime.releases import (
     POINTER_FILE,
     ChannelPointer,
@@ -28,7 +29,6 @@ from edge.runtime.releases import (
     ReleaseManifest,
     ReleaseRefused,
     check_name,
-    load_private_key,
     load_public_keys,
     release_key,
     sign_document,

@@ -178,3 +178,22 @@ def test_a_bundle_replaced_on_disk_or_a_re_pointed_config_reloads_without_a_sign
         _, err = daemon.communicate(timeout=15)
     assert daemon.returncode == 0, err[-2000:]
     assert err.count("changed on disk") == 2, "each change reloads once, and a settled one never again"
+
+
+def test_the_daemon_starts_on_the_bundle_preflight_loaded(tmp_path):
+    """``run`` reads and hashes the bundle once: preflight's copy is the one the model runs."""
+    from edge.runtime.model import first_model
+    from edge.runtime.preflight import load_checked
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[model]\nbundle = "{DEMO_BUNDLE}"\n[storage]\nstate_dir = "state"\n', encoding="utf-8"
+    )
+    checked = load_checked(config)
+    assert checked.bundle is not None
+    startup = first_model(checked.config, checked.bundle)
+    try:
+        assert startup.model.bundle is checked.bundle
+        assert (startup.model.version, startup.error) == ("", None)
+    finally:
+        startup.model.backend.close()

@@ -43,7 +43,13 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def _serve(store: Store, **settings: Any) -> ScreenServer:
-    server = ScreenServer(ScreenConfig(port=0, **settings), lambda payload: handle_feedback(payload, store))
+    def submit(payload: bytes) -> dict[str, Any]:
+        """As the daemon's feedback desk does: store, then acknowledge (to MQTT and) to the page."""
+        ack = handle_feedback(payload, store)
+        server.publish_ack(ack)
+        return ack
+
+    server = ScreenServer(ScreenConfig(port=0, **settings), submit)
     server.set_model(("book", "drink", "chair", "thank you"), "m")
     server.start()
     wait_for(lambda: server.url)
@@ -231,12 +237,12 @@ def test_stalled_sockets_never_block_the_publisher(screen):
         client.connect(("127.0.0.1", port))
         client.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
         stalled.append(client)
-    wait_for(lambda: screen.health()["screen_clients"] == 3)
+    wait_for(lambda: screen.health().screen_clients == 3)
     big = {**_prediction(0), "top_k": [{"word": f"w{i}" * 20, "score": 0.01} for i in range(100)]}
     for index in range(400):
         screen.publish_prediction({**big, "id": f"p-{index}"})
-    wait_for(lambda: screen.health()["screen_clients"] == 0)
-    assert screen.feed.dropped_streams == 3
+    wait_for(lambda: screen.health().screen_clients == 0)
+    assert screen.feed.dropped_streams == screen.health().screen_dropped_streams == 3
     for client in stalled:
         client.close()
 
@@ -263,18 +269,21 @@ def test_a_busy_port_is_a_fault_that_heals(store):
         server = ScreenServer(ScreenConfig(port=port), lambda payload: handle_feedback(payload, store))
         server.start()
         try:
-            error = wait_for(lambda: server.health()["screen_error"])
+            error = wait_for(lambda: server.health().screen_error)
             assert f"cannot listen on 127.0.0.1:{port}" in error
-            assert server.health()["screen_url"] is None
+            failing = server.health()
+            assert failing.screen_url is None
+            assert (failing.worker.state, failing.worker.last_error) == ("failing", error)
             holder.close()
-            wait_for(lambda: server.health()["screen_url"], 10)
-            assert server.health() == {
-                "screen_url": f"http://127.0.0.1:{port}/",
-                "screen_clients": 0,
-                "screen_error": None,
-                "screen_self_view_fps": 0.0,  # nobody watches: nothing is encoded
-                "screen_self_view_frames": 0,
-            }
+            wait_for(lambda: server.health().screen_url, 10)
+            healed = server.health()
+            assert (healed.screen_url, healed.screen_clients, healed.screen_error) == (
+                f"http://127.0.0.1:{port}/",
+                0,
+                None,
+            )
+            assert healed.worker.state == "running" and healed.worker.restarts >= 1
+            assert (healed.screen_self_view_fps, healed.screen_self_view_frames) == (0.0, 0)  # none watches
         finally:
             server.stop()
 
@@ -373,7 +382,7 @@ def test_the_self_view_encodes_only_while_a_page_watches_and_streams_mirrored_jp
     frame[:, :320] = (0, 0, 255)  # the left half red: mirrored, it shows on the right
     view.offer(frame, (80, 0, 480, 480))
     time.sleep(0.2)  # nobody watches: the offer is dropped, nothing is encoded
-    assert view.frames_encoded == 0 and screen.health()["screen_self_view_fps"] == 0.0
+    assert view.frames_encoded == 0 and screen.health().screen_self_view_fps == 0.0
     port = int(screen.url.rsplit(":", 1)[1].rstrip("/"))
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     connection.request("GET", "/api/self-view")

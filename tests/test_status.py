@@ -12,6 +12,7 @@ import pytest
 from asl_edge.cli import main
 from tests.conftest import AUTO_CPU_BACKEND
 from tests.services import ROOT, Mosquitto, running_daemon
+from tests.test_health import readme_health_fields
 
 
 @pytest.fixture
@@ -61,6 +62,10 @@ def test_status_of_a_running_then_stopped_daemon(broker, tmp_path, capsys):
     with running_daemon(config) as daemon:
         _wait_for(health_file)
         written = json.loads(health_file.read_text())
+        missing = set(written) - readme_health_fields()
+        assert not missing, f"health fields missing from the README's health reference: {missing}"
+        assert set(written["workers"]) >= {"capture", "mqtt", "sync", "updater", "screen"}
+        assert written["workers"]["sync"] == {"state": "disabled", "restarts": 0, "last_error": None}
         assert written["interval_s"] == 0.5
         assert abs(written["time"] - time.time()) < 5
         assert written["model"].startswith("demo_i3d-")

@@ -28,9 +28,11 @@ import pytest
 
 from asl_edge.cli import main
 from edge.core.config import load_config
+from edge.core.utc import utc_iso
 from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
+from edge.runtime.health_schema import WorkerHealth
 from edge.runtime.store import DB_FILE, PredictionRecord, Store
-from edge.runtime.sync import CSV_COLUMNS, FeedbackSync, SyncBusy, iso_utc
+from edge.runtime.sync import CSV_COLUMNS, FeedbackSync, SyncBusy
 from tests.backlog import write_backlog
 from tests.services import SeaweedFS
 
@@ -174,8 +176,8 @@ def test_the_csv_round_trips_every_character_and_neutralises_formulas(s3, bucket
         assert row["feedback_id"] == str(stored.feedback_id)
         assert row["prediction_id"] == stored.prediction_id
         assert row["device_id"] == "kiosk-9"
-        assert row["received_at"] == iso_utc(stored.received_at)
-        assert row["predicted_at"] == iso_utc(stored.predicted_at)
+        assert row["received_at"] == utc_iso(stored.received_at, "microseconds")
+        assert row["predicted_at"] == utc_iso(stored.predicted_at, "microseconds")
         assert float(row["confidence"]) == stored.confidence
         assert row["correct"] == ("true" if stored.correct else "false")
         assert (row["model_id"], row["backend"]) == ("m-1", "trt")
@@ -307,25 +309,21 @@ def test_the_daemon_timer_syncs_reports_health_and_stops_at_once(s3, bucket, tmp
     config = load_config(_config(tmp_path, s3, bucket, interval_s=1.0))
     write_backlog(tmp_path / "state", 5)
     sync = FeedbackSync(config)
-    assert sync.health() == {
-        "sync_last_success": None,
-        "sync_last_success_utc": None,
-        "sync_last_error": None,
-    }
+    idle = sync.health()
+    assert (idle.sync_last_success, idle.sync_last_success_utc, idle.sync_last_error) == (None, None, None)
+    assert idle.worker.state == "starting"
     sync.start()
     try:
         deadline = time.monotonic() + 10
         while sync.last_success is None and time.monotonic() < deadline:
             time.sleep(0.05)
         health = sync.health()
-        assert health["sync_last_success"] is not None
+        assert health.sync_last_success is not None
+        assert health.worker == WorkerHealth("running", 0, None)
         # The same moment for Home Assistant's timestamp sensor: ISO 8601 in UTC, to the second.
-        assert health["sync_last_success_utc"].endswith("+00:00")
+        assert health.sync_last_success_utc.endswith("+00:00")
         assert (
-            abs(
-                datetime.fromisoformat(health["sync_last_success_utc"]).timestamp()
-                - health["sync_last_success"]
-            )
+            abs(datetime.fromisoformat(health.sync_last_success_utc).timestamp() - health.sync_last_success)
             < 1
         )
         write_backlog(tmp_path / "state", 2, seed=1)
@@ -351,8 +349,8 @@ def test_a_failing_timer_pass_is_reported_in_health(tmp_path):
     while sync.last_error is None and time.monotonic() < deadline:
         time.sleep(0.05)
     sync.stop()
-    assert sync.health()["sync_last_success"] is None
-    assert "Could not connect" in str(sync.health()["sync_last_error"])
+    assert sync.health().sync_last_success is None
+    assert "Could not connect" in str(sync.health().sync_last_error)
 
 
 def test_a_pass_that_crashes_is_reported_and_the_worker_restarts(s3, bucket, tmp_path):
@@ -383,12 +381,15 @@ def test_a_pass_that_crashes_is_reported_and_the_worker_restarts(s3, bucket, tmp
         recovered = sync.health()
     finally:
         sync.stop()
-    assert crashed == {
-        "sync_last_success": None,
-        "sync_last_success_utc": None,
-        "sync_last_error": "OperationalError: database disk image is malformed",
-    }
-    assert recovered["sync_last_error"] is None and recovered["sync_last_success"] is not None
+    error = "OperationalError: database disk image is malformed"
+    assert (crashed.sync_last_success, crashed.sync_last_success_utc, crashed.sync_last_error) == (
+        None,
+        None,
+        error,
+    )
+    assert (crashed.worker.state, crashed.worker.restarts, crashed.worker.last_error) == ("failing", 1, error)
+    assert recovered.sync_last_error is None and recovered.sync_last_success is not None
+    assert recovered.worker.restarts == 1  # the crash stays counted
     assert len(_csv_rows(_objects(s3, bucket))) == 3
 
 
@@ -512,11 +513,9 @@ def test_stopping_the_timer_never_waits_for_a_hanging_upload(s3, tmp_path):
         sync = FeedbackSync(load_config(config))
         sync.start()
         time.sleep(1.0)
-        assert sync.health() == {
-            "sync_last_success": None,
-            "sync_last_success_utc": None,
-            "sync_last_error": None,
-        }, "still uploading"
+        uploading = sync.health()
+        assert (uploading.sync_last_success, uploading.sync_last_error) == (None, None), "still uploading"
+        assert uploading.worker == WorkerHealth("running", 0, None)
         started = time.monotonic()
         sync.stop()
         assert time.monotonic() - started < 2.0

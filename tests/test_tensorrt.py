@@ -94,7 +94,7 @@ def test_reload_swap_keeps_the_new_context_current(bundle_dir):
     from edge.core.bundle import load_bundle
     from edge.runtime.backends.tensorrt.backend import TensorRTBackend
     from edge.runtime.backends.tensorrt.build import build_engine
-    from edge.runtime.reload import smoke_test
+    from edge.runtime.model import smoke_test
 
     engine = build_engine(bundle_dir, "fp16")
     bundle = load_bundle(bundle_dir)

@@ -3,6 +3,7 @@
 import threading
 import time
 
+from edge.runtime.health_schema import WorkerHealth
 from edge.runtime.worker import Backoff, Supervised
 
 
@@ -31,6 +32,7 @@ def test_a_crashing_job_is_restarted_reported_and_cleared_once_healthy():
     time.sleep(0.4)
     cleared = worker.health()
     worker.stop()
-    assert reported == {"job_error": "RuntimeError: crash 2", "job_restarts": 2}
-    assert cleared == {"job_error": None, "job_restarts": 2}
+    assert reported == WorkerHealth("failing", 2, "RuntimeError: crash 2")
+    assert cleared == WorkerHealth("running", 2, None)
+    assert worker.health() == WorkerHealth("stopped", 2, None)
     assert runs[1] - runs[0] >= 0.05 and runs[2] - runs[1] >= 0.1

@@ -27,6 +27,7 @@ CALIBRATION_CACHE_FILE = "calibration.cache"
 # OpenVINO's INT8 model (NNCF post-training quantization) and its weights.
 OPENVINO_INT8_FILE = "model.openvino.int8.xml"
 OPENVINO_INT8_WEIGHTS_FILE = "model.openvino.int8.bin"
+ENGINES_DIR = "engines"  # TensorRT engines built on each device, beside their JSON sidecars
 INPUT_LAYOUT = "NCTHW"
 COLOR_ORDER = "BGR"
 VALUE_RANGE = (-1.0, 1.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -75,33 +76,36 @@ def render_reference() -> str:
     return "\n".join(parts)
 
 
-def _split(text: str) -> tuple[str, str, str]:
+def _split(text: str, start: str, end: str) -> tuple[str, str, str]:
     """(before the start marker, the block between the markers, from the end marker on)."""
-    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        raise DocError(f"expected one '{START}' followed by one '{END}'")
-    head, rest = text.split(START)
-    block, tail = rest.split(END)
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise DocError(f"expected one '{start}' followed by one '{end}'")
+    head, rest = text.split(start)
+    block, tail = rest.split(end)
     return head, block.removeprefix("\n"), tail
 
 
-def current_block(text: str) -> str:
-    """The generated block now in ``text``."""
-    return _split(text)[1]
+def current_block(text: str, start: str = START, end: str = END) -> str:
+    """The generated block now in ``text`` (between ``start`` and ``end``)."""
+    return _split(text, start, end)[1]
 
 
-def replace_block(text: str, reference: str) -> str:
+def replace_block(text: str, reference: str, start: str = START, end: str = END) -> str:
     """``text`` with the block between the markers replaced by ``reference``."""
-    head, _, tail = _split(text)
-    return f"{head}{START}\n{reference}{END}{tail}"
+    head, _, tail = _split(text, start, end)
+    return f"{head}{start}\n{reference}{end}{tail}"
 
 
-def write_reference(path: Path) -> bool:
-    """Rewrite the block in ``path``; True when the file changed."""
+def write_reference(
+    path: Path, render: Callable[[], str] = render_reference, start: str = START, end: str = END
+) -> bool:
+    """Rewrite the block in ``path`` (the config reference, or another generated one such as the
+    health reference); True when the file changed."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DocError(f"{path}: cannot read: {exc}") from exc
-    updated = replace_block(text, render_reference())
+    updated = replace_block(text, render(), start, end)
     if updated == text:
         return False
     path.write_text(updated, encoding="utf-8")

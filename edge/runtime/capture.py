@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 
 from edge.core import checks
+from edge.core.config import SourceConfig
 from edge.core.errors import AslEdgeError
+from edge.runtime.health_schema import CaptureHealth, WorkerHealth
 from edge.runtime.worker import Backoff
 
 log = logging.getLogger(__name__)
@@ -50,23 +52,11 @@ class CaptureError(AslEdgeError):
 
 @dataclass(frozen=True)
 class Frame:
-    image: np.ndarray  # (H, W, 3) uint8 BGR
+    image: np.ndarray  # (H, W, 3) uint8 BGR, read-only
     timestamp_s: float  # stream time: continuous across epochs, never going back
     index: int  # position within its epoch
     epoch: int = 0  # which (re)start of the source the frame comes from
-
-
-@dataclass(frozen=True)
-class SourceSettings:
-    uri: str = "test://"
-    width: int = 640
-    height: int = 480
-    fps: int = 30
-    loop: bool = False
-    realtime: bool = True
-    queue_frames: int = 8
-    stall_s: float = 5.0
-    reconnect_max_s: float = 2.0
+    arrived_s: float = 0.0  # time.monotonic() when capture pulled it from the pipeline
 
 
 @dataclass
@@ -108,7 +98,7 @@ class StreamClock:
         return stamped
 
 
-def pipeline_for(settings: SourceSettings) -> str:
+def pipeline_for(settings: SourceConfig) -> str:
     """The GStreamer pipeline description for a source URI."""
     uri, w, h, fps = settings.uri, settings.width, settings.height, settings.fps
     scaled = f"{BGR_CAPS},width={w},height={h}"
@@ -164,14 +154,15 @@ def _gst() -> Any:
 
 
 def _to_array(sample: Any, gst_video: Any) -> np.ndarray:
-    """Copy a BGR sample into a (H, W, 3) array, honouring the row stride."""
+    """A BGR sample as a (H, W, 3) array with one copy (out of GStreamer's buffer): the rows'
+    padding (the stride) is skipped by a view, not copied away."""
     caps = sample.get_caps()
     info = gst_video.VideoInfo.new_from_caps(caps)
     width, height, stride = info.width, info.height, info.stride[0]
     buffer = sample.get_buffer()
     data = buffer.extract_dup(0, buffer.get_size())
     rows = np.frombuffer(data, dtype=np.uint8, count=stride * height).reshape(height, stride)
-    return rows[:, : width * 3].reshape(height, width, 3).copy()
+    return rows[:, : width * 3].reshape(height, width, 3)
 
 
 class Capture:
@@ -181,7 +172,7 @@ class Capture:
     daemon can build everything before it starts anything.
     """
 
-    def __init__(self, settings: SourceSettings) -> None:
+    def __init__(self, settings: SourceConfig) -> None:
         self.settings = settings
         self.description = pipeline_for(settings)
         self.live = is_live(settings.uri)
@@ -256,7 +247,11 @@ class Capture:
                 pts = sample.get_buffer().pts
                 pts_s = pts / gst.SECOND if pts != gst.CLOCK_TIME_NONE else index / self.settings.fps
                 frame = Frame(
-                    _to_array(sample, self._gst_video), self._clock.stamp(pts_s), index, self.stats.epoch
+                    _to_array(sample, self._gst_video),
+                    self._clock.stamp(pts_s),
+                    index,
+                    self.stats.epoch,
+                    last_frame_at,
                 )
                 self._put(frame)
                 index += 1
@@ -325,20 +320,21 @@ class Capture:
                     self._ready.notify_all()
             yield frame
 
-    @property
-    def ended(self) -> bool:
-        return self._ended and not self._queue
-
-    def health(self) -> dict[str, object]:
+    def health(self) -> CaptureHealth:
         stats = self.stats
-        return {
-            "frames_in": stats.frames_in,
-            "frames_dropped": stats.frames_dropped,
-            "capture_restarts": stats.restarts,
-            "capture_stalls": stats.stalls,
-            "capture_epoch": stats.epoch,
-            "capture_error": stats.last_error,
-        }
+        if self._ended:
+            worker = WorkerHealth("stopped", stats.restarts, stats.last_error)
+        else:
+            worker = WorkerHealth.of(stats.last_error, stats.restarts, self._flowing_since is not None)
+        return CaptureHealth(
+            worker,
+            stats.frames_in,
+            stats.frames_dropped,
+            stats.restarts,
+            stats.stalls,
+            stats.epoch,
+            stats.last_error,
+        )
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._stop.set()

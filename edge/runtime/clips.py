@@ -61,11 +61,13 @@ class ClipKeeper:
             import cv2
 
             writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
-            if not writer.isOpened():
-                raise OSError("OpenCV cannot encode mp4v here")
-            for frame in frames:
-                writer.write(frame)
-            writer.release()
+            try:  # released on every way out, or the encoder keeps the file (and its memory) open
+                if not writer.isOpened():
+                    raise OSError("OpenCV cannot encode mp4v here")
+                for frame in frames:
+                    writer.write(frame)
+            finally:
+                writer.release()
         return name
 
 

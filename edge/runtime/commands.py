@@ -1,7 +1,7 @@
 """The kiosk's commands: ``run``, ``recognize``, ``build`` (a TensorRT engine on the device),
-``status``, ``sync``, ``screen`` (the kiosk's browser), ``homeassistant remove``, ``check-config``
-and ``config-reference``; and the workstation's side of model releases, ``keygen`` and ``publish``
-(same runtime dependencies as the kiosk that verifies)."""
+``status``, ``sync``, ``screen`` (the kiosk's browser), ``homeassistant remove``, ``check-config``,
+``config-reference`` and ``health-reference``; and the workstation's side of model releases,
+``keygen`` and ``publish`` (same runtime dependencies as the kiosk that verifies)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from edge.core.errors import AslEdgeError
 def _open_recognizer(args: argparse.Namespace):
     from edge.core.bundle import load_bundle, resolve_bundle_path
     from edge.core.config import load_config
-    from edge.runtime.backends.select import model_cache_dir, open_backend
+    from edge.runtime.backends.select import open_backend
+    from edge.runtime.model import model_cache_dir
     from edge.runtime.recognize import VideoRecognizer
 
     loaded = load_config(args.config)
@@ -80,9 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.runtime.preflight import load_checked
 
     path = find_config_path(args.config)
-    config = load_checked(path)
-    logging.getLogger().setLevel(config.logging.level.upper())
-    return run_daemon(config, path)
+    checked = load_checked(path)
+    logging.getLogger().setLevel(checked.config.logging.level.upper())
+    return run_daemon(checked.config, path, checked.bundle)
 
 
 def cmd_screen(args: argparse.Namespace) -> int:
@@ -163,7 +164,7 @@ def cmd_homeassistant_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from edge.runtime.releases import generate_keys
+    from edge.runtime.release_keys import generate_keys
 
     private, public, key_id = generate_keys(Path(args.out))
     print(f"wrote {private} (private, mode 0600: keep it on the workstation) and {public}")
@@ -226,6 +227,18 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
         print(f"{args.write}: configuration reference {'updated' if changed else 'already current'}")
     else:
         print(render_reference(), end="")
+    return EXIT_OK
+
+
+def cmd_health_reference(args: argparse.Namespace) -> int:
+    from edge.core.config_doc import write_reference
+    from edge.runtime.health_schema import END, START, render_health_reference
+
+    if args.write:
+        changed = write_reference(Path(args.write), render_health_reference, START, END)
+        print(f"{args.write}: health reference {'updated' if changed else 'already current'}")
+    else:
+        print(render_health_reference(), end="")
     return EXIT_OK
 
 
@@ -340,3 +353,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     reference.add_argument("--write", metavar="FILE", help="replace the generated block in FILE (README.md)")
     reference.set_defaults(handler=cmd_config_reference)
+
+    health = commands.add_parser(
+        "health-reference", help="every field of the health message as a Markdown table, from its schema"
+    )
+    health.add_argument("--write", metavar="FILE", help="replace the generated block in FILE (README.md)")
+    health.set_defaults(handler=cmd_health_reference)

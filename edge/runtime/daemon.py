@@ -1,31 +1,40 @@
 """``asl-edge run``: the kiosk daemon. Camera in, words out over MQTT, feedback kept safe.
 
 One process. ``run`` first builds everything (the model on this thread, the store, the MQTT link,
-capture, the feedback and sync workers) without starting any of it, then starts the workers, and
-unwinds whatever it started if anything fails; the config was validated whole before (``run``
-and ``check-config`` share ``edge.runtime.preflight``).
+capture, the feedback, sync and health workers) without starting any of it, then starts the
+workers, and unwinds whatever it started if anything fails; the config was validated whole before
+(``run`` and ``check-config`` share ``edge.runtime.preflight``), and the model bundle preflight
+loaded is the one the daemon starts on.
 
 This (inference) thread owns the backend: it takes each frame from capture's bounded queue and
-feeds the ``SignPipeline``; each sign it returns is stored (when the disk allows) and published.
-The workers run on their own threads and report through ``health()``: capture restarts a camera
-that fails or stalls, the MQTT link reconnects and says why it cannot, the feedback desk stores
-feedback off paho's thread, sync is supervised and restarted when it crashes, and the store is a
-state that a full disk does not crash. Every ``[health] interval_s`` the daemon publishes their
-fields (and writes ``health.json``). SIGTERM/SIGINT set one stop event; shutdown classifies the
-sign in progress, then stops capture, sync, feedback, MQTT (after a flush) and the store.
+feeds the ``SignPipeline``; each sign it returns is handed to the feedback desk's thread to be
+stored and then published at once (MQTT and the screen only queue it). It does no disk I/O and
+opens no socket per frame: between frames it takes a health snapshot (memory only: each worker's
+typed section, edge/runtime/health_schema.py) and hands it to the health reporter's thread, which
+measures the store, publishes the message, and writes ``health.json`` and the metrics file (every
+``[health] interval_s``; the screen's banner gets one twice a second). The workers run on their
+own threads: capture restarts a camera that fails or stalls, the MQTT link reconnects and says why
+it cannot, the feedback desk stores feedback off paho's thread, sync and the updater are
+supervised and restarted when they crash, and the store is a state that a full disk does not
+crash. SIGTERM/SIGINT set one stop event; shutdown classifies the sign in progress, then stops
+capture, the health reporter (after its last message), sync, the screen, feedback, MQTT (after a
+flush) and the store.
 
 systemd gets ``READY=1`` once the model is loaded and the workers run (the camera may still be
-connecting: capture's state is in ``STATUS=`` and health), and ``WATCHDOG=1`` from this loop at
-least every half second, with or without frames: a stuck inference stops the pings and gets the
-process restarted, a dead camera does not (it is capture's to restart and health's to report).
-SIGHUP reloads the model between two frames (``edge.runtime.reload``).
+connecting: capture's state is in ``STATUS=`` and health), and ``WATCHDOG=1`` from this loop, over
+one kept socket, at most once a second, with or without frames. The loop pauses the pings while
+it classifies a sign (every model input of the sign: well under a second with TensorRT, a few
+seconds at most for a long sign on a CPU) or opens and smoke-tests a reloaded model (seconds: the
+slow part, reading the bundle and building an engine, runs on a helper thread); both are far
+inside the unit's ``WatchdogSec=30s``. A stuck inference stops the pings and gets the process
+restarted; a dead camera does not (it is capture's to restart and health's to report). SIGHUP
+reloads the model between two frames (``edge.runtime.reload``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -37,62 +46,106 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.core.bundle import Bundle
 from edge.core.config import Config
 from edge.runtime.activity import Activity, ActivityState
-from edge.runtime.capture import Capture, SourceSettings
+from edge.runtime.capture import Capture
 from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
 from edge.runtime.feedback import FeedbackDesk, handle_feedback, rejected
-from edge.runtime.health import write_health_file
+from edge.runtime.health_schema import (
+    HealthSnapshot,
+    MetricsHealth,
+    RecognitionHealth,
+    ScreenHealth,
+    SyncHealth,
+    UpdateHealth,
+)
 from edge.runtime.homeassistant import DiscoveryPublisher
 from edge.runtime.keeper import StoreKeeper
 from edge.runtime.metrics import MetricsTextfile
+from edge.runtime.model import ModelKeeper, first_model, model_cache_dir
 from edge.runtime.mqtt import MqttLink, mqtt_settings
 from edge.runtime.pipeline import Sign, SignPipeline
-from edge.runtime.reload import ActiveModel, ModelReloader
+from edge.runtime.reload import ModelReloader
+from edge.runtime.reporter import HealthReporter
 from edge.runtime.screen.server import ScreenServer
 from edge.runtime.store import PredictionRecord, StoreError
 from edge.runtime.sync import FeedbackSync
-from edge.runtime.updater import NO_CHANNEL_HEALTH, Updater, open_first_model
+from edge.runtime.updater import Updater
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_S = 3600.0
 FRAME_WAIT_S = 0.5  # the loop ticks (watchdog, health, reload) at least this often
+BANNER_INTERVAL_S = 0.5  # [screen] how often the banner gets a fresh snapshot
+WATCHDOG_INTERVAL_S = 1.0  # the most often WATCHDOG=1 is sent
 SCREEN_FEEDBACK_WAIT_S = 10.0  # [screen] how long a POST waits for the feedback desk's answer
 
 
-def sd_notify(message: str) -> None:
-    """Tell systemd (Type=notify) about readiness and liveness; silent outside systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+class SystemdNotifier:
+    """``sd_notify`` over one datagram socket kept for the whole run; silent outside systemd."""
+
+    def __init__(self, address: str | None = None) -> None:
+        address = os.environ.get("NOTIFY_SOCKET") if address is None else address
+        self._socket: socket.socket | None = None
+        self._pinged_at = float("-inf")
+        if address:
+            if address.startswith("@"):
+                address = "\0" + address[1:]
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                self._socket.connect(address)
+            except OSError as exc:
+                log.warning("sd_notify: cannot reach %s: %s", address, exc)
+                self.close()
+
+    def notify(self, message: str) -> None:
+        if self._socket is None:
+            return
         try:
-            sock.sendto(message.encode(), address)
+            self._socket.send(message.encode())
         except OSError as exc:
             log.debug("sd_notify failed: %s", exc)
+
+    def ping(self) -> None:
+        """``WATCHDOG=1``, at most every ``WATCHDOG_INTERVAL_S``."""
+        now = time.monotonic()
+        if now - self._pinged_at >= WATCHDOG_INTERVAL_S:
+            self._pinged_at = now
+            self.notify("WATCHDOG=1")
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
 
 class Daemon:
     """Wires capture, the sign pipeline, the store, MQTT and the workers for one run."""
 
     def __init__(
-        self, config: Config, stop: threading.Event | None = None, config_path: Path | None = None
+        self,
+        config: Config,
+        stop: threading.Event | None = None,
+        config_path: Path | None = None,
+        bundle: Bundle | None = None,
     ) -> None:
-        self.config = config
+        self.config = config  # as started; the model's settings are ``self.models.active.config``
         self.config_path = config_path
+        self.bundle = bundle
         self.stop = stop or threading.Event()
         self.reload_requested = threading.Event()
         self.predictions = 0
         self._status = ""
-        self._health_file_error: str | None = None
-        self._last_health = float("-inf")
+        self._published_at = float("-inf")
+        self._shown_at = float("-inf")
         self._last_maintenance = float("-inf")
         self._tick: tuple[float, int, int] = (time.monotonic(), 0, 0)  # (when, frames in, frames processed)
+        self.systemd = SystemdNotifier()
         self.metrics: MetricsTextfile | None = None
         self.screen: ScreenServer | None = None  # [screen] the kiosk page (issue 13)
+        self.sync: FeedbackSync | None = None
+        self.updater: Updater | None = None
 
     # -- building and starting ---------------------------------------------------------------
 
@@ -100,19 +153,14 @@ class Daemon:
         config = self.config
         state_dir = Path(config.storage.state_dir).expanduser()
         with contextlib.ExitStack() as started:
+            started.callback(self.systemd.close)
             # [update] the last verified release in the state directory, else [model] bundle
-            startup = open_first_model(config)
-            model = startup.model
-            try:
-                release = startup.release.bundle if startup.release else None
-                self.reloader = ModelReloader(self.config_path, config, model, self.reload_requested, release)
-            except BaseException:
-                model.backend.close()
-                raise
-            started.callback(self._close_model)
-            self.updater = (
-                Updater(config, self.reloader.load_release, startup) if config.update.channel else None
-            )
+            startup = first_model(config, self.bundle)
+            self.models = ModelKeeper(startup.model, model_cache_dir(config.storage.state_dir))
+            started.callback(self.models.close)
+            self.reloader = ModelReloader(self.config_path, config, self.models, self.reload_requested)
+            if config.update.channel:
+                self.updater = Updater(config, self.reloader.load_release, self.models, startup.error)
             self.keeper = StoreKeeper(state_dir, config.storage.max_db_mb)
             self.keeper.open()
             started.callback(self.keeper.close)
@@ -126,7 +174,8 @@ class Daemon:
             if config.homeassistant.enabled:
                 DiscoveryPublisher(config, self.link).start()
             self.sync = FeedbackSync(config) if config.sync.bucket else None
-            self.capture = Capture(SourceSettings(**dataclasses.asdict(config.source)))
+            self.capture = Capture(config.source)
+            active = self.models.active
             # [screen] what the kiosk is doing, live on the page (the signer sees it see them)
             activity = (
                 Activity(config.screen.dark_luma, config.screen.dark_s, self._activity_changed)
@@ -134,7 +183,7 @@ class Daemon:
                 else None
             )
             self.pipeline = SignPipeline(
-                config.segmenter, config.model, model.bundle.spec, config.source.fps, activity
+                config.segmenter, active.config, active.bundle.spec, config.source.fps, activity
             )
             if config.metrics.textfile:
                 # Registered before the workers start, so its stop runs after theirs: the file left
@@ -144,10 +193,17 @@ class Daemon:
                 )
                 started.callback(self.metrics.stop)
             if config.screen.enabled:  # [screen] the kiosk page (a missing token stops the start here)
-                self.screen = ScreenServer(
-                    config.screen, self._screen_feedback, self._screen_status, clips=config.sync.clips
-                )
-                self.screen.set_model(model.bundle.spec.labels, model.model_id)
+                self.screen = ScreenServer(config.screen, self._screen_feedback, clips=config.sync.clips)
+                self.screen.set_model(active.bundle.spec.labels, active.model_id)
+            self.reporter = HealthReporter(
+                self.link,
+                state_dir,
+                config.health.interval_s,
+                self.keeper,
+                self._maintain,
+                self.metrics,
+                self.screen,
+            )
 
             self.link.start()
             started.callback(self.link.stop)
@@ -162,74 +218,73 @@ class Daemon:
             if self.updater:
                 self.updater.start()
                 started.callback(self.updater.stop)
+            self.reporter.start()  # stopped before MQTT and the screen: its last message goes out
+            started.callback(self.reporter.stop)
             self.capture.start()
             started.callback(self.capture.close)
-            started.callback(sd_notify, "STOPPING=1")
+            started.callback(self.systemd.notify, "STOPPING=1")
 
-            self._set_status(f"recognizing with {model.selection.backend}")
-            sd_notify("READY=1")
+            self._set_status(f"recognizing with {active.selection.backend}")
+            self.systemd.notify("READY=1")
             log.info(
                 "running: %s -> %s (%s)",
                 config.source.uri,
                 self.link.topic("prediction"),
-                model.selection.backend,
+                active.selection.backend,
             )
             self._loop()
         return 0
-
-    def _close_model(self) -> None:
-        """The model active at the end, whichever reload brought it."""
-        self.reloader.active.backend.close()
 
     # -- the inference loop --------------------------------------------------------------------
 
     def _loop(self) -> None:
         for frame in self.capture.frames(timeout_s=FRAME_WAIT_S):
-            sd_notify("WATCHDOG=1")
+            self.systemd.ping()
             if self.reloader.poll():
-                self._adopt(self.reloader.active)
-            self._health()
+                self._adopt()
+            self._report()
             if self.stop.is_set():
                 break
             if frame is not None:
-                sign = self.pipeline.feed(frame, self.reloader.active.backend)
+                sign = self.pipeline.feed(frame, self.models.active.backend)
                 if sign is not None:
                     self._publish(sign)
                 self._show_self(frame.image)
             elif self.pipeline.activity is not None and self.capture.stats.last_error is not None:
                 self.pipeline.activity.camera_lost()
-        last = self.pipeline.finish(self.reloader.active.backend)
+        last = self.pipeline.finish(self.models.active.backend)
         if last is not None:
             self._publish(last)
-        self._health(force=True)
+        self._report(force=True)
 
-    def _adopt(self, active: ActiveModel) -> None:
+    def _adopt(self) -> None:
         """After a reload attempt: the active model's settings in the pipeline, and in health."""
-        self.config = dataclasses.replace(self.config, model=self.reloader.config.model)
-        self.pipeline.adopt(self.config.model, active.bundle.spec)
+        active = self.models.active
+        self.pipeline.adopt(active.config, active.bundle.spec)
         if self.screen is not None:  # [screen] the picker offers the new model's labels
             self.screen.set_model(active.bundle.spec.labels, active.model_id)
         self._set_status(f"recognizing with {active.selection.backend}")
-        self._health(force=True)
+        self._report(force=True)
 
     def _publish(self, sign: Sign) -> None:
-        """Store the prediction (a full disk only counts it as unstored), then publish it."""
-        active = self.reloader.active
+        """Hand the prediction to the desk's thread to be stored (a full disk only counts it as
+        unstored; feedback on it, which can only come after the publish, is stored after it), then
+        publish it."""
+        active = self.models.active
         prediction_id = uuid.uuid4().hex
         top_k = [{"word": s.word, "score": round(s.score, 6)} for s in sign.top_k]
-        self.keeper.add_prediction(
-            PredictionRecord(
-                prediction_id,
-                sign.word,
-                sign.confidence,
-                top_k,
-                active.model_id,
-                sign.start_s,
-                sign.end_s,
-                sign.inference_ms,
-                backend=active.selection.backend,
-            )
+        record = PredictionRecord(
+            prediction_id,
+            sign.word,
+            sign.confidence,
+            top_k,
+            active.model_id,
+            sign.start_s,
+            sign.end_s,
+            sign.inference_ms,
+            backend=active.selection.backend,
         )
+        self.desk.record(lambda: self.keeper.add_prediction(record))
         if self.clips is not None:
             self.clips.remember(prediction_id, sign.frames, sign.fps)
         end_to_publish_ms = (time.monotonic() - sign.ended_at) * 1000.0
@@ -254,71 +309,51 @@ class Daemon:
 
     # -- health ------------------------------------------------------------------------------
 
-    def _health(self, force: bool = False) -> None:
+    def _report(self, force: bool = False) -> None:
+        """Between frames: a snapshot for the health reporter when health is due (or ``force``),
+        or for the screen's banner; memory only, the reporter does the rest."""
         now = time.monotonic()
-        if not force and now - self._last_health < self.config.health.interval_s:
+        publish = force or now - self._published_at >= self.config.health.interval_s
+        banner = self.screen is not None and now - self._shown_at >= BANNER_INTERVAL_S
+        if not (publish or banner):
             return
-        self._last_health = now
-        self.keeper.tick()
-        self._maintain(now)
-        payload = self.health_payload(now)
-        self.link.publish_periodic("health", payload)
-        self._write_health_file(payload)
-        if self.metrics:
-            self.metrics.update(payload)
-        problem = payload["capture_error"] or payload["store_error"]
-        active = self.reloader.active
-        self._set_status(f"problem: {problem}" if problem else f"recognizing with {active.selection.backend}")
+        snapshot = self.snapshot(now)
+        self._shown_at = now
+        if publish:
+            self._published_at = now
+            self._tick = (now, self.capture.stats.frames_in, self.pipeline.frames)
+        self.reporter.offer(snapshot, publish)
+        problem = snapshot.capture.capture_error or snapshot.store.store_error
+        backend = snapshot.model.backend
+        self._set_status(f"problem: {problem}" if problem else f"recognizing with {backend}")
 
-    def health_payload(self, now: float) -> dict[str, object]:
-        """Every part's state in one message (schema 1 fields are kept as they were)."""
-        capture = self.capture.health()
+    def snapshot(self, now: float) -> HealthSnapshot:
+        """Every part's section, as each worker reports it (rates over the last health interval,
+        so a camera that stalls shows at once)."""
         since, frames_in, frames_out = self._tick
         elapsed_s = max(1e-6, now - since)
-        self._tick = (now, self.capture.stats.frames_in, self.pipeline.frames)
-        backlog = self.keeper.pending_feedback()
-        active = self.reloader.active
-        return {
-            **capture,
-            # Over the last health interval, so a camera that stalls shows at once.
-            "fps_in": round((self.capture.stats.frames_in - frames_in) / elapsed_s, 2),
-            "fps_out": round((self.pipeline.frames - frames_out) / elapsed_s, 2),
-            "signs_cut": self.pipeline.signs_cut,
-            "speculations": self.pipeline.speculations,
-            "speculations_discarded": self.pipeline.speculations_discarded,
-            "predictions": self.predictions,
-            **self.link.health(),
-            **self.desk.health(),
-            # pending_feedback since the first health schema; sync_backlog beside the sync fields.
-            "pending_feedback": backlog,
-            "sync_backlog": backlog,
-            **(
-                self.sync.health()
-                if self.sync
-                else {"sync_last_success": None, "sync_last_success_utc": None, "sync_last_error": None}
-            ),
-            **self.keeper.health(),
-            "health_file_error": self._health_file_error,
-            **(self.metrics.health() if self.metrics else {}),
-            "backend": active.selection.backend,
-            "backend_reason": active.selection.reason,
-            "model": active.model_id,
-            **(self.updater.health() if self.updater else NO_CHANNEL_HEALTH),
-            "model_reload_error": self.reloader.error,
-            # [screen] screen_url, screen_clients, screen_error
-            **(
-                self.screen.health()
-                if self.screen
-                else {
-                    "screen_url": None,
-                    "screen_clients": 0,
-                    "screen_error": None,
-                    "screen_self_view_fps": 0.0,
-                    "screen_self_view_frames": 0,
-                }
-            ),
-            **self.pipeline.latencies.percentiles(),
-        }
+        recognition = RecognitionHealth(
+            round((self.capture.stats.frames_in - frames_in) / elapsed_s, 2),
+            round((self.pipeline.frames - frames_out) / elapsed_s, 2),
+            self.pipeline.signs_cut,
+            self.pipeline.speculations,
+            self.pipeline.speculations_discarded,
+            self.predictions,
+        )
+        return HealthSnapshot(
+            capture=self.capture.health(),
+            recognition=recognition,
+            mqtt=self.link.health(),
+            feedback=self.desk.health(),
+            store=self.keeper.health(),
+            sync=self.sync.health() if self.sync else SyncHealth.disabled(),
+            reporter=self.reporter.health(),
+            metrics=self.metrics.health() if self.metrics else MetricsHealth.disabled(),
+            model=self.reloader.health(),
+            updater=self.updater.health() if self.updater else UpdateHealth.disabled(),
+            screen=self.screen.health() if self.screen else ScreenHealth.disabled(),
+            latency=self.pipeline.latencies.health(),
+        )
 
     # -- [screen] the kiosk page's hooks (issue 13) ------------------------------------------
 
@@ -346,29 +381,10 @@ class Daemon:
         except concurrent.futures.TimeoutError:
             return rejected("busy", "the device is still storing earlier feedback; try again", None)
 
-    def _screen_status(self) -> dict[str, object]:
-        """What the page's banner shows; read on the screen's thread."""
-        return {
-            "capture_error": self.capture.stats.last_error,
-            "frames_in": self.capture.stats.frames_in,
-            "mqtt_connected": self.link.stats.connected,
-            "model_reloading": self.reloader.reloading,
-            "model_reload_error": self.reloader.error,
-        }
-
-    def _write_health_file(self, payload: dict[str, object]) -> None:
-        error = write_health_file(
-            Path(self.config.storage.state_dir).expanduser(), payload, self.config.health.interval_s
-        )
-        if error != self._health_file_error:
-            if error:
-                log.warning("cannot write health.json: %s", error)
-            else:
-                log.info("health.json is written again")
-        self._health_file_error = error
-
-    def _maintain(self, now: float) -> None:
-        """Hourly: prune old predictions, check the store's disk budget, expire unsent clips."""
+    def _maintain(self) -> None:
+        """Hourly, on the health reporter's thread: prune old predictions, check the store's disk
+        budget, expire unsent clips."""
+        now = time.monotonic()
         if now - self._last_maintenance < MAINTENANCE_INTERVAL_S:
             return
         self._last_maintenance = now
@@ -388,17 +404,19 @@ class Daemon:
     def _set_status(self, status: str) -> None:
         if status != self._status:
             self._status = status
-            sd_notify(f"STATUS={status}")
+            self.systemd.notify(f"STATUS={status}")
 
 
-def run_daemon(config: Config, config_path: Path | None = None) -> int:
+def run_daemon(config: Config, config_path: Path | None = None, bundle: Bundle | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or a file source's end); ``bundle`` is the ``[model]`` bundle that
+    preflight already loaded and verified."""
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
         log.info("signal %d: finishing the sign in progress and stopping", signum)
         stop.set()
 
-    daemon = Daemon(config, stop, config_path)
+    daemon = Daemon(config, stop, config_path, bundle)
 
     def request_reload(_signum: int, _frame: object) -> None:
         daemon.reload_requested.set()

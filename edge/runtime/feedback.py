@@ -13,12 +13,13 @@ different second answer is rejected as ``already_answered``.
 
 ``FeedbackDesk`` does this work on its own thread: the SQLite fsync and a consent clip's MP4
 encoding never run on paho's network thread, and a burst of feedback waits in a bounded queue
-(when that is full, the message is refused at once with the reason).
+(when that is full, the message is refused at once with the reason). The daemon's predictions are
+stored on the same thread (``record``), queued before they are published, so feedback on a word
+always finds its prediction stored, and the inference thread never waits for the disk.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import queue
@@ -33,6 +34,7 @@ from typing import Protocol
 import cv2
 
 from edge.runtime.clips import ClipKeeper
+from edge.runtime.health_schema import FeedbackHealth, WorkerHealth
 from edge.runtime.mqtt import MESSAGE_SCHEMA
 from edge.runtime.store import AlreadyAnswered, FeedbackRecord, StoreError, StoreFull, UnknownPrediction
 
@@ -195,6 +197,9 @@ def _refused(feedback: Feedback, exc: StoreError) -> dict[str, object]:
     return rejected("store_failed", "the device could not store feedback; try again", feedback.prediction_id)
 
 
+Job = Callable[[], object]
+
+
 class FeedbackDesk:
     """Handles feedback on its own thread: ``submit`` never blocks, each answer is acknowledged
     through ``acknowledge`` (the MQTT ack) and also returned to the submitter's future."""
@@ -207,9 +212,13 @@ class FeedbackDesk:
     ) -> None:
         self._handle = handle
         self._acknowledge = acknowledge
-        self._waiting: queue.Queue[tuple[bytes, Future[dict[str, object]]] | None] = queue.Queue(limit)
+        self._limit = limit
+        # Feedback is bounded by ``limit``; recorded predictions always get in (one per sign).
+        self._waiting: queue.Queue[tuple[bytes, Future[dict[str, object]]] | Job | None] = queue.Queue()
+        self._feedback_waiting = 0
         self._thread = threading.Thread(target=self._run, name="feedback", daemon=True)
         self.received = self.stored = self.rejected = 0
+        self.last_error: str | None = None
         self._counting = threading.Lock()
 
     def start(self) -> None:
@@ -219,20 +228,38 @@ class FeedbackDesk:
         answer: Future[dict[str, object]] = Future()
         with self._counting:
             self.received += 1
-        try:
-            self._waiting.put_nowait((payload, answer))
-        except queue.Full:
+            full = self._feedback_waiting >= self._limit
+            if not full:
+                self._feedback_waiting += 1
+                self._waiting.put_nowait((payload, answer))
+        if full:
             busy = rejected("busy", "too much feedback at once; try again", _prediction_id_of(payload))
             self._answer(busy, answer)
         return answer
 
+    def record(self, job: Job) -> None:
+        """Run ``job`` (storing a prediction) on the desk's thread, before any feedback submitted
+        after this call; never blocks."""
+        self._waiting.put_nowait(job)
+
     def _run(self) -> None:
         while (item := self._waiting.get()) is not None:
+            if callable(item):
+                try:
+                    item()
+                except Exception as exc:  # a bug here must not end feedback handling for good
+                    log.exception("recording on the feedback desk failed")
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                continue
             payload, answer = item
+            with self._counting:
+                self._feedback_waiting -= 1
             try:
                 ack = self._handle(payload)
+                self.last_error = None
             except Exception as exc:  # a bug here must not end feedback handling for good
                 log.exception("feedback handling failed")
+                self.last_error = f"{type(exc).__name__}: {exc}"
                 reason = f"the device failed to handle it: {type(exc).__name__}"
                 ack = rejected("failed", reason, _prediction_id_of(payload))
             self._answer(ack, answer)
@@ -249,14 +276,12 @@ class FeedbackDesk:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Handle what is waiting, then end the thread."""
         if self._thread.is_alive():
-            with contextlib.suppress(queue.Full):
-                self._waiting.put(None, timeout=timeout_s)
+            self._waiting.put(None)
             self._thread.join(timeout_s)
 
-    def health(self) -> dict[str, object]:
-        return {
-            "feedback_received": self.received,
-            "feedback_stored": self.stored,
-            "feedback_rejected": self.rejected,
-            "feedback_waiting": self._waiting.qsize(),
-        }
+    def health(self) -> FeedbackHealth:
+        if self._thread.is_alive():
+            worker = WorkerHealth.of(self.last_error)
+        else:
+            worker = WorkerHealth("stopped" if self._thread.ident else "starting", 0, self.last_error)
+        return FeedbackHealth(worker, self.received, self.stored, self.rejected, self._feedback_waiting)

@@ -1,9 +1,10 @@
 """``<state_dir>/health.json``: the daemon's last health message on local disk.
 
-Written atomically (temporary file, then rename) at every health publish and at shutdown, with the
-epoch ``time`` it was written and the ``interval_s`` between writes, so a liveness probe (Docker's
-HEALTHCHECK: ``asl-edge status --check``) and a technician without a broker can tell a live daemon
-from a stuck or stopped one.
+Written atomically (temporary file, then rename; no fsync: a liveness file only has to be whole,
+and the next write replaces one a power cut lost) by the health reporter's thread at every health
+publish and at shutdown, with the epoch ``time`` it was written and the ``interval_s`` between
+writes, so a liveness probe (Docker's HEALTHCHECK: ``asl-edge status --check``) and a technician
+without a broker can tell a live daemon from a stuck or stopped one.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def write_health_file(state_dir: Path, payload: dict[str, Any], interval_s: floa
     path = state_dir / HEALTH_FILE
     record = {**payload, "time": round(time.time(), 3), "interval_s": interval_s}
     try:
-        atomic_write_text(path, json.dumps(record, ensure_ascii=False) + "\n")
+        atomic_write_text(path, json.dumps(record, ensure_ascii=False) + "\n", durable=False)
     except OSError as exc:
         return f"{path}: {exc}"
     return None

@@ -8,8 +8,9 @@ it recognizes and publishes without a store, and the keeper tries to open it aga
 health tick. Any other reason a store cannot be opened (a damaged file, a newer schema, no
 permission) is a configuration problem and stops the start with that reason.
 
-Free space and the store's size are measured at every health tick (a ``statvfs`` and two
-``stat``s), so health shows a filling disk before it is full.
+Free space, the store's size and its backlog are measured at every health tick (a ``statvfs``,
+two ``stat``s and a SQLite ``COUNT``) by ``measure``, on the health reporter's thread, never the
+inference thread's; so health shows a filling disk before it is full.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import threading
 from pathlib import Path
 
+from edge.runtime.health_schema import StoreHealth, WorkerHealth
 from edge.runtime.store import (
     AlreadyAnswered,
     FeedbackRecord,
@@ -43,10 +45,11 @@ class StoreKeeper:
     def __init__(self, state_dir: Path, max_db_mb: float) -> None:
         self.state_dir = state_dir
         self.max_db_mb = max_db_mb
-        self.error: str | None = None
+        self.fault: StoreError | None = None  # why the last write or open failed; None while it works
         self.unstored_predictions = 0
         self.usage: StoreUsage | None = None
         self.free_mb: float | None = None
+        self.pending: int | None = None
         self._store: Store | None = None
         self._lock = threading.Lock()
 
@@ -55,7 +58,7 @@ class StoreKeeper:
         try:
             self._store = Store(self.state_dir)
         except StoreFull as exc:
-            self._fault(str(exc))
+            self._fault(exc)
 
     @property
     def store(self) -> Store | None:
@@ -70,15 +73,25 @@ class StoreKeeper:
                     raise StoreUnavailable(str(exc)) from exc
             return self._store
 
-    def _fault(self, reason: str) -> None:
-        if reason != self.error:
-            log.error("store: %s; recognizing goes on, feedback is refused until there is room", reason)
-        self.error = reason
+    @property
+    def error(self) -> str | None:
+        return None if self.fault is None else str(self.fault)
+
+    @property
+    def disk_full(self) -> bool:
+        """The last fault was a full disk (also when it kept the store from opening)."""
+        fault = self.fault
+        return isinstance(fault, StoreFull) or isinstance(getattr(fault, "__cause__", None), StoreFull)
+
+    def _fault(self, exc: StoreError) -> None:
+        if str(exc) != self.error:
+            log.error("store: %s; recognizing goes on, feedback is refused until there is room", exc)
+        self.fault = exc
 
     def _healthy(self) -> None:
-        if self.error is not None:
-            log.info("store: writable again (was: %s)", self.error)
-            self.error = None
+        if self.fault is not None:
+            log.info("store: writable again (was: %s)", self.fault)
+            self.fault = None
 
     def add_prediction(self, record: PredictionRecord) -> bool:
         """Store a prediction; False (counted, reported) when the store cannot take it."""
@@ -86,7 +99,7 @@ class StoreKeeper:
             self._open_store().add_prediction(record)
         except StoreError as exc:
             self.unstored_predictions += 1
-            self._fault(str(exc))
+            self._fault(exc)
             return False
         self._healthy()
         return True
@@ -98,30 +111,36 @@ class StoreKeeper:
         try:
             record = self._open_store().add_feedback(prediction_id, correct, label, clip_file)
         except UnknownPrediction as exc:
-            if self.error is not None:  # likely one of the predictions the store could not take
-                kind = StoreFull if "disk is full" in self.error else StoreError
-                raise kind(f"{exc}; {self.error}") from exc
+            if self.fault is not None:  # likely one of the predictions the store could not take
+                kind = StoreFull if self.disk_full else StoreError
+                raise kind(f"{exc}; {self.fault}") from exc
             raise
         except AlreadyAnswered:  # an answer to refuse, not a fault of the store
             raise
         except StoreError as exc:
-            self._fault(str(exc))
+            self._fault(exc)
             raise
         self._healthy()
         return record
 
-    def tick(self) -> None:
-        """Measure free space and the store's size; open a store that could not be opened yet."""
+    def measure(self) -> None:
+        """Free space, the store's size and its backlog; open a store that could not be opened
+        yet. Disk I/O: the health reporter's thread calls it."""
         self.free_mb = free_space_mb(self.state_dir)
         store = self._store
         if store is None:
             try:
-                self._open_store()
+                store = self._open_store()
                 self._healthy()
             except StoreUnavailable as exc:
-                self._fault(str(exc))
-            return
+                self._fault(exc)
+                return
         self.usage = store.usage(self.max_db_mb)
+        try:
+            self.pending = store.counts()["pending_feedback"]
+        except StoreError as exc:
+            self._fault(exc)
+            self.pending = None
 
     def maintain(self, retention_days: float) -> None:
         """Prune old predictions and warn near the disk budget; a store fault is only reported."""
@@ -130,25 +149,21 @@ class StoreKeeper:
         try:
             self.usage = self._store.maintain(retention_days, self.max_db_mb)
         except StoreError as exc:
-            self._fault(str(exc))
+            self._fault(exc)
 
-    def pending_feedback(self) -> int | None:
-        if self._store is None:
-            return None
-        try:
-            return self._store.counts()["pending_feedback"]
-        except StoreError as exc:
-            self._fault(str(exc))
-            return None
-
-    def health(self) -> dict[str, object]:
-        return {
-            "store_error": self.error,
-            "predictions_unstored": self.unstored_predictions,
-            "disk_free_mb": self.free_mb,
-            "db_mb": self.usage.db_mb if self.usage else None,
-            "db_near_budget": self.usage.near_budget if self.usage else None,
-        }
+    def health(self) -> StoreHealth:
+        """The last measurement (``measure``) and the last write's outcome; no disk I/O."""
+        usage, error = self.usage, self.error
+        return StoreHealth(
+            WorkerHealth.of(error),
+            self.pending,
+            self.pending,
+            error,
+            self.unstored_predictions,
+            self.free_mb,
+            usage.db_mb if usage else None,
+            usage.near_budget if usage else None,
+        )
 
     def close(self) -> None:
         if self._store is not None:

@@ -33,6 +33,7 @@ from prometheus_client.utils import floatToGoString
 
 from edge import __version__
 from edge.core.atomic import replacing
+from edge.runtime.health_schema import MetricsHealth, WorkerHealth
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,21 @@ def metric_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
             "1 while the camera pipeline reports an error, else 0.",
             value=float(bool(health["capture_error"])),
         )
+    workers = health.get("workers")
+    if isinstance(workers, Mapping) and workers:
+        restarts = CounterMetricFamily(
+            "asl_edge_worker_restarts",
+            "Times each worker was started again (reconnects, restarts after a crash, model swaps).",
+            labels=["worker"],
+        )
+        problems = GaugeMetricFamily(
+            "asl_edge_worker_problem", "1 while the worker is failing, else 0.", labels=["worker"]
+        )
+        for name, worker in sorted(workers.items()):
+            restarts.add_metric([name], float(worker["restarts"]))
+            problems.add_metric([name], float(worker["state"] == "failing"))
+        yield restarts
+        yield problems
     cumulative, buckets = 0, []
     for bound, count in zip((*INFERENCE_BUCKETS_S, math.inf), inference.buckets, strict=True):
         cumulative += count
@@ -191,13 +207,13 @@ class MetricsTextfile:
     def stop(self) -> None:
         self._write(up=False)
 
-    def health(self) -> dict[str, object]:
-        return {"metrics_error": self.error}
+    def health(self) -> MetricsHealth:
+        return MetricsHealth(WorkerHealth.of(self.error), self.error)
 
     def _write(self, up: bool) -> None:
         data = render(MetricsSnapshot(self._health, self.inference.snapshot(), up))
         try:
-            with replacing(self.path) as temporary:
+            with replacing(self.path, durable=False) as temporary:
                 temporary.write_bytes(data)
                 temporary.chmod(TEXTFILE_MODE)
         except OSError as exc:

@@ -38,9 +38,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.core.config import Config
+from edge.core.config import Config, MqttConfig
 from edge.core.credentials import systemd_credential
 from edge.core.errors import AslEdgeError
+from edge.runtime.health_schema import MqttHealth, WorkerHealth
 from edge.runtime.worker import Backoff
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 MESSAGE_SCHEMA = 1
 PASSWORD_CREDENTIAL = "mqtt-password"
 INFLIGHT = 20  # messages handed to paho at once; paho's own default window
+RECONNECT_S = (1.0, 30.0)  # the first and the longest wait between connection attempts
 HEALTHY_S = 10.0  # a connection that held this long makes the next outage's retries start small
 STOP_DRAIN_S = 3.0
 # OpenSSL's reasons, as a person would say them.
@@ -67,23 +69,6 @@ _SSL_REASON = re.compile(r"\[SSL: ([A-Z0-9_]+)\]")
 
 class MqttError(AslEdgeError):
     """The MQTT settings cannot be used (unreadable password or TLS files)."""
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    topic_prefix: str = "asl/dev-local"
-    client_id: str = ""
-    qos: int = 1
-    keepalive_s: int = 30
-    username: str = ""
-    password_file: str = ""
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
-    queue_limit: int = 1000
-    reconnect_s: tuple[float, float] = (1.0, 30.0)
 
 
 @dataclass
@@ -107,19 +92,17 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps({"schema": MESSAGE_SCHEMA, **payload}, ensure_ascii=False).encode("utf-8")
 
 
-def mqtt_settings(config: Config) -> MqttSettings:
-    """The config's [mqtt] section, with the device-derived defaults filled in."""
+def mqtt_settings(config: Config) -> MqttConfig:
+    """The config's [mqtt] section, with the device-derived topic prefix and client id filled in."""
     device = config.device.id
-    return MqttSettings(
-        **{
-            **dataclasses.asdict(config.mqtt),
-            "topic_prefix": config.mqtt.topic_prefix or f"asl/{device}",
-            "client_id": config.mqtt.client_id or f"asl-edge-{device}",
-        }
+    return dataclasses.replace(
+        config.mqtt,
+        topic_prefix=config.mqtt.topic_prefix or f"asl/{device}",
+        client_id=config.mqtt.client_id or f"asl-edge-{device}",
     )
 
 
-def password_path(settings: MqttSettings) -> Path | None:
+def password_path(settings: MqttConfig) -> Path | None:
     """Where the password is: ``password_file``, else the systemd credential ``mqtt-password``
     (``LoadCredential=mqtt-password:...`` puts it in ``$CREDENTIALS_DIRECTORY``), else none."""
     if settings.password_file:
@@ -127,7 +110,7 @@ def password_path(settings: MqttSettings) -> Path | None:
     return systemd_credential(PASSWORD_CREDENTIAL)
 
 
-def new_client(settings: MqttSettings, client_id: str, reconnect: bool = True) -> mqtt.Client:
+def new_client(settings: MqttConfig, client_id: str, reconnect: bool = True) -> mqtt.Client:
     """A paho client with the settings' credentials and TLS; the daemon and ``asl-edge status``
     both connect through it. ``reconnect=False`` leaves reconnecting to the caller."""
     client = mqtt.Client(
@@ -165,7 +148,7 @@ def tls_reason(text: str) -> str:
     return TLS_REASONS.get(code, text)
 
 
-def connection_error(exc: BaseException, settings: MqttSettings) -> str:
+def connection_error(exc: BaseException, settings: MqttConfig) -> str:
     """Why a connection attempt failed, naming the certificate problem for TLS."""
     where = f"{settings.host}:{settings.port}"
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -190,8 +173,9 @@ Handler = Callable[[bytes], object]
 class MqttLink:
     """One connection and its queue; ``start``/``stop``/``health`` like every worker."""
 
-    def __init__(self, settings: MqttSettings) -> None:
+    def __init__(self, settings: MqttConfig, reconnect_s: tuple[float, float] = RECONNECT_S) -> None:
         self.settings = settings
+        self.reconnect_s = reconnect_s
         self.stats = MqttStats()
         self._client = new_client(settings, settings.client_id, reconnect=False)
         self._client.will_set(self.topic("status"), encode({"state": "offline"}), qos=1, retain=True)
@@ -247,7 +231,7 @@ class MqttLink:
             self._threads.append(thread)
 
     def _keep_connected(self) -> None:
-        first_s, longest_s = self.settings.reconnect_s
+        first_s, longest_s = self.reconnect_s
         backoff = Backoff(first_s, max(first_s, longest_s), HEALTHY_S)
         while not self._stop.is_set():
             self._session_over.clear()
@@ -420,14 +404,10 @@ class MqttLink:
         """Messages the broker does not have yet: queued, and handed to paho but not delivered."""
         return len(self._queue) + len(self._inflight)
 
-    def health(self) -> dict[str, object]:
-        return {
-            "mqtt_connected": self.stats.connected,
-            "mqtt_error": self.stats.error,
-            "mqtt_delivered": self.stats.delivered,
-            "mqtt_pending": self.pending,
-            "mqtt_dropped": self.stats.dropped,
-        }
+    def health(self) -> MqttHealth:
+        stats = self.stats
+        worker = WorkerHealth.of(stats.error, max(0, stats.connects - 1), stats.connected)
+        return MqttHealth(worker, stats.connected, stats.error, stats.delivered, self.pending, stats.dropped)
 
     def stop(self, drain_s: float = STOP_DRAIN_S) -> None:
         """Give queued messages ``drain_s`` to go out while connected, say ``offline`` (retained),
@@ -437,6 +417,8 @@ class MqttLink:
             self._wake.set()
             time.sleep(0.05)
         if self.stats.connected:
+            with self._send_lock:  # the last health goes out before the offline status
+                self._send_periodic()
             info = self._client.publish(
                 self.topic("status"), encode({"state": "offline"}), qos=1, retain=True
             )

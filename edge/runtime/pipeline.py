@@ -32,6 +32,7 @@ from edge.core.sampling import model_inputs
 from edge.runtime.activity import Activity, luma
 from edge.runtime.backends.base import Backend
 from edge.runtime.capture import Frame
+from edge.runtime.health_schema import LatencyHealth
 from edge.runtime.metrics import InferenceHistogram
 from edge.runtime.ring import FrameRing
 from edge.runtime.segment import MotionMeter, MotionSegmenter, Segment, SlidingWindows, StableWords
@@ -51,18 +52,14 @@ class Latencies:
     )
     inference_s: InferenceHistogram = field(default_factory=InferenceHistogram)
 
-    def percentiles(self) -> dict[str, float | None]:
-        def pct(values: collections.deque[float], q: float) -> float | None:
-            return round(float(np.percentile(values, q)), 1) if values else None
+    def health(self) -> LatencyHealth:
+        def pct(values: collections.deque[float]) -> tuple[float | None, float | None]:
+            if not values:
+                return None, None
+            p50, p95 = np.percentile(np.fromiter(values, float, len(values)), (50, 95))
+            return round(float(p50), 1), round(float(p95), 1)
 
-        return {
-            "frame_ms_p50": pct(self.frame_ms, 50),
-            "frame_ms_p95": pct(self.frame_ms, 95),
-            "inference_ms_p50": pct(self.inference_ms, 50),
-            "inference_ms_p95": pct(self.inference_ms, 95),
-            "sign_end_to_publish_ms_p50": pct(self.sign_end_to_publish_ms, 50),
-            "sign_end_to_publish_ms_p95": pct(self.sign_end_to_publish_ms, 95),
-        }
+        return LatencyHealth(*pct(self.frame_ms), *pct(self.inference_ms), *pct(self.sign_end_to_publish_ms))
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ class Sign:
     start_s: float
     end_s: float
     inference_ms: float
-    ended_at: float  # time.monotonic() when the frame that ended the sign's motion arrived
+    ended_at: float  # time.monotonic() when capture got the frame that ended the sign's motion
     frames: list[np.ndarray]
 
     @property
@@ -149,9 +146,11 @@ class SignPipeline:
         return self._cropper.crop_box(shape)
 
     def feed(self, frame: Frame, backend: Backend) -> Sign | None:
-        arrived = time.monotonic()
+        started = time.monotonic()
         if frame.epoch != self.epoch:
             self._new_epoch(frame.epoch)
+        # When capture got it, so that time the frame waited in capture's queue counts too.
+        arrived = frame.arrived_s or started
         crop = self._cropper(frame.image)
         self._ring.push(crop, frame.timestamp_s, arrived, frame.epoch)
         segment = self._segmenter.update(frame.timestamp_s, self._meter(frame.image))
@@ -159,7 +158,7 @@ class SignPipeline:
             self.activity.observe(
                 frame.timestamp_s, self._segmenter.sign_started_s, self._speculation is not None, luma(crop)
             )
-        self.latencies.frame_ms.append((time.monotonic() - arrived) * 1000.0)
+        self.latencies.frame_ms.append((time.monotonic() - started) * 1000.0)
         self.frames += 1
         if segment is not None:
             return self._sign(segment, backend)

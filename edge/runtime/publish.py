@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.core.bundle import load_bundle
-from edge.runtime.backends.tensorrt.engines import ENGINES_DIR
+from edge.core.bundle import ENGINES_DIR, load_bundle
+from edge.core.utc import utc_iso
+from edge.runtime.channel import Channel
+from edge.runtime.release_keys import load_private_key
 from edge.runtime.releases import (
     POINTER_FILE,
     RELEASE_FILE,
-    Channel,
     ChannelPointer,
     ReleaseError,
     ReleaseFile,
@@ -29,10 +30,8 @@ from edge.runtime.releases import (
     check_name,
     claimed_version,
     key_id,
-    load_private_key,
     release_key,
     sign_document,
-    utc_now,
 )
 from edge.runtime.s3 import S3Settings
 
@@ -74,7 +73,7 @@ def check_bundle_loads(bundle_dir: Path) -> str:
     """The model id of a bundle that loads and answers a smoke inference on ONNX Runtime, as a
     kiosk would run it; BundleError or BackendError otherwise."""
     from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from edge.runtime.reload import smoke_test
+    from edge.runtime.model import smoke_test
 
     bundle = load_bundle(bundle_dir)
     backend = OnnxRuntimeBackend(bundle.model_path, bundle.spec)
@@ -111,7 +110,7 @@ def publish_release(
         channel.put(release_key(version, entry.path), body, "application/octet-stream", once=True)
         entries.append(entry)
         log.info("uploaded %s (%d bytes)", channel.location.url(release_key(version, entry.path)), entry.size)
-    manifest = ReleaseManifest(version, utc_now(), model_id, tuple(entries))
+    manifest = ReleaseManifest(version, utc_iso(), model_id, tuple(entries))
     channel.put(
         release_key(version, RELEASE_FILE),
         sign_document(manifest.document(), private_key),
@@ -150,6 +149,6 @@ def _point(channel: Channel, version: str, private_key: Any) -> int:
         )
     current = channel.read_document(POINTER_FILE)
     sequence = (ChannelPointer.sequence_of(current) if current is not None else 0) + 1
-    pointer = ChannelPointer(version, hashlib.sha256(manifest).hexdigest(), sequence, utc_now())
+    pointer = ChannelPointer(version, hashlib.sha256(manifest).hexdigest(), sequence, utc_iso())
     channel.put(POINTER_FILE, sign_document(pointer.document(), private_key), "application/json", once=False)
     return sequence

@@ -1,4 +1,4 @@
-"""Signed model releases: the channel layout in S3, the signed documents, keys and verification.
+"""Signed model releases: the channel's layout, the signed documents and their verification.
 
 A channel ``s3://BUCKET/PREFIX`` holds each release under its own version, and one pointer::
 
@@ -14,26 +14,24 @@ sorted keys, no spaces, ASCII. A verifier re-serialises what it parsed, so what 
 exactly what it then uses. A key's id is the first 16 hex digits of the SHA-256 of its raw public
 bytes. The pointer's sequence grows with each promotion; a kiosk refuses a pointer older than the
 one it adopted, so replaying an old pointer cannot downgrade it.
+
+The publisher's keys are made and read in edge/runtime/release_keys.py, the channel's objects in
+S3 are read and written by edge/runtime/channel.py; kiosks and the publisher share this format.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
-import os
 import re
 import stat
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edge.core.bundle import sha256_of
+from edge.core.bundle import ENGINES_DIR, sha256_of
 from edge.core.errors import AslEdgeError
-from edge.runtime.backends.tensorrt.engines import ENGINES_DIR
-from edge.runtime.s3 import S3Location, S3Settings, checksum_headers, error_code, parse_s3_url, s3_client
 
 RELEASE_SCHEMA = "asl-edge-release/1"
 POINTER_SCHEMA = "asl-edge-channel/1"
@@ -41,8 +39,6 @@ POINTER_FILE = "current.json"
 RELEASES_DIR = "releases"
 RELEASE_FILE = "release.json"
 BUNDLE_DIR = "bundle"
-PRIVATE_KEY_FILE = "asl-edge.key"
-PUBLIC_KEY_FILE = "asl-edge.pub"
 # Versions and file names become S3 key parts and directory names: one rule for both, which
 # leaves no room for "/", "..", hidden names or characters some S3 stores mangle.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -80,10 +76,6 @@ def release_key(version: str, name: str = "") -> str:
     return base + (f"{BUNDLE_DIR}/{check_name(name, 'file name')}" if name else "")
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def canonical_bytes(document: dict[str, Any]) -> bytes:
     """What is signed: the document without ``signature``, sorted keys, no spaces, ASCII."""
     unsigned = {key: value for key, value in document.items() if key != "signature"}
@@ -95,61 +87,6 @@ def key_id(public_key: Any) -> str:
 
     raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def generate_keys(directory: Path) -> tuple[Path, Path, str]:
-    """A new Ed25519 pair: ``asl-edge.key`` (PKCS#8 PEM, mode 0600, never overwritten) and
-    ``asl-edge.pub`` (PEM). Returns both paths and the key id."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-        PublicFormat,
-    )
-
-    private_path, public_path = directory / PRIVATE_KEY_FILE, directory / PUBLIC_KEY_FILE
-    for path in (private_path, public_path):
-        if path.exists():
-            raise ReleaseError(f"{path} exists; refusing to overwrite a key (move it away first)")
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ReleaseError(f"cannot create {directory}: {exc}") from exc
-    private_key = Ed25519PrivateKey.generate()
-    private_pem = private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    public_pem = private_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-    for path, data, mode in ((private_path, private_pem, 0o600), (public_path, public_pem, 0o644)):
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        except FileExistsError:
-            raise ReleaseError(f"{path} exists; refusing to overwrite a key (move it away first)") from None
-        except OSError as exc:
-            raise ReleaseError(f"cannot write {path}: {exc}") from exc
-        with os.fdopen(descriptor, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)  # exactly this mode, whatever the umask
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    return private_path, public_path, key_id(private_key.public_key())
-
-
-def load_private_key(path: Path) -> Any:
-    """An unencrypted Ed25519 private key (PEM); refuses one that others may read."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    try:
-        if os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ReleaseError(f"{path}: a private key must not be accessible by group or others (chmod 600)")
-        key = load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as exc:
-        raise ReleaseError(f"cannot read the signing key {path}: {exc}") from exc
-    except (ValueError, TypeError) as exc:
-        raise ReleaseError(f"{path}: not an unencrypted PEM private key ({exc})") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ReleaseError(f"{path}: not an Ed25519 key (make one with 'asl-edge keygen')")
-    return key
 
 
 def load_public_keys(paths: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -379,63 +316,3 @@ def verify_bundle_dir(directory: Path, manifest: ReleaseManifest, engines_allowe
                 f"{item.path}: sha256 {digest[:12]}... does not match the signed release manifest "
                 f"({item.sha256[:12]}...)"
             )
-
-
-class Channel:
-    """A channel's objects, through the one S3 client (edge/runtime/s3.py); S3 failures become
-    ChannelError naming the object."""
-
-    def __init__(self, url: str, settings: S3Settings) -> None:
-        self.location: S3Location = parse_s3_url(url)
-        self.client: Any = s3_client(settings)
-
-    def _call(self, operation: str, key: str, missing_ok: bool = False, **arguments: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self.client, operation)(Bucket=self.location.bucket, **arguments)
-        except (BotoCoreError, ClientError) as exc:
-            code = error_code(exc)
-            if missing_ok and code == "NoSuchKey":
-                return None
-            if code == "PreconditionFailed":
-                raise ReleaseError(
-                    f"{self.location.url(key)} exists already; releases are immutable"
-                ) from exc
-            if code == "InvalidRange":
-                raise ReleaseRefused(f"{self.location.url(key)} is shorter than its signed size") from exc
-            raise ChannelError(f"{self.location.url(key)}: {exc}") from exc
-
-    def exists(self, prefix: str) -> bool:
-        """Whether any object's key starts with ``prefix`` (inside the channel)."""
-        listing = self._call("list_objects_v2", prefix, Prefix=self.location.key(prefix), MaxKeys=1)
-        return bool(listing.get("KeyCount", 0))
-
-    def read_document(self, key: str) -> bytes | None:
-        """A pointer's or manifest's bytes; None when there is no such object. One larger than
-        ``MAX_DOCUMENT_BYTES`` is refused unread: nobody's memory is filled through the bucket."""
-        from botocore.exceptions import BotoCoreError
-
-        response = self._call("get_object", key, missing_ok=True, Key=self.location.key(key))
-        if response is None:
-            return None
-        try:
-            with contextlib.closing(response["Body"]) as body:
-                data = bytes(body.read(MAX_DOCUMENT_BYTES + 1))
-        except BotoCoreError as exc:
-            raise ChannelError(f"{self.location.url(key)}: {exc}") from exc
-        if len(data) > MAX_DOCUMENT_BYTES:
-            raise ReleaseRefused(f"{self.location.url(key)} is larger than {MAX_DOCUMENT_BYTES} bytes")
-        return data
-
-    def stream(self, key: str, offset: int) -> Any:
-        """The object's streaming body from byte ``offset`` on."""
-        ranged: dict[str, Any] = {"Range": f"bytes={offset}-"} if offset else {}
-        return self._call("get_object", key, Key=self.location.key(key), **ranged)["Body"]
-
-    def put(self, key: str, body: bytes, content_type: str, once: bool) -> None:
-        """Upload with checksums the server checks; ``once``: refused when the key exists."""
-        arguments: dict[str, Any] = {**checksum_headers(body), **({"IfNoneMatch": "*"} if once else {})}
-        self._call(
-            "put_object", key, Key=self.location.key(key), Body=body, ContentType=content_type, **arguments
-        )

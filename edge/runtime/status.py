@@ -17,9 +17,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.core.config import Config
+from edge.core.config import Config, MqttConfig
 from edge.runtime.health import health_age_s, read_health_file
-from edge.runtime.mqtt import MqttSettings, mqtt_settings, new_client
+from edge.runtime.mqtt import mqtt_settings, new_client
 from edge.runtime.store import StoreError, read_counts
 
 RETAINED_WAIT_S = 2.0
@@ -79,7 +79,7 @@ def _decode(payload: bytes) -> dict[str, Any] | None:
     return message if isinstance(message, dict) else None
 
 
-def query_broker(settings: MqttSettings, timeout_s: float) -> BrokerView:
+def query_broker(settings: MqttConfig, timeout_s: float) -> BrokerView:
     """The retained status at once, then the next health message unless the kiosk is offline;
     ``timeout_s`` bounds the whole wait."""
     started = time.monotonic()
@@ -167,6 +167,15 @@ def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:g} ms"
 
 
+def _workers(workers: dict[str, Any]) -> str:
+    """Each worker's state, with its restarts when it had any."""
+    parts = []
+    for name, worker in workers.items():
+        restarts = worker.get("restarts") or 0
+        parts.append(f"{name} {worker.get('state')}" + (f" ({restarts} restarts)" if restarts else ""))
+    return ", ".join(parts)
+
+
 def format_status(report: StatusReport) -> str:
     """A readable summary, one fact a line."""
     lines = [
@@ -205,6 +214,9 @@ def format_status(report: StatusReport) -> str:
             ),
         ]
         lines += [f"{key:<13} {value}" for key, value in health.items() if "sync" in key]
+        workers = health.get("workers")
+        if isinstance(workers, dict):
+            lines.append(f"workers       {_workers(workers)}")
     if report.store is not None:
         store = report.store
         lines.append(

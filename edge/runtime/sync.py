@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import io
 import logging
+import math
 import os
 import random
 import threading
@@ -35,10 +36,12 @@ from typing import Any
 
 from edge.core.config import Config, SyncConfig
 from edge.core.errors import AslEdgeError
+from edge.core.utc import utc_iso
 from edge.runtime.clips import CLIPS_DIR
+from edge.runtime.health_schema import SyncHealth, WorkerHealth
 from edge.runtime.s3 import S3Settings, checksum_headers, retryable, s3_client
 from edge.runtime.store import Store, StoreError, SyncBatch, SyncRow
-from edge.runtime.worker import Backoff, Supervised
+from edge.runtime.worker import Backoff, Supervised, every
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +100,6 @@ def safe_cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def iso_utc(epoch_s: float) -> str:
-    return (
-        datetime.fromtimestamp(epoch_s, timezone.utc)
-        .isoformat(timespec="microseconds")
-        .replace("+00:00", "Z")
-    )
-
-
 def _under(prefix: str, path: str) -> str:
     prefix = prefix.strip("/")
     return f"{prefix}/{path}" if prefix else path
@@ -119,8 +114,8 @@ def csv_cells(row: SyncRow, device_id: str, prefix: str) -> list[str]:
         str(row.feedback_id),
         safe_cell(row.prediction_id),
         safe_cell(device_id),
-        iso_utc(row.received_at),
-        iso_utc(row.predicted_at),
+        utc_iso(row.received_at, "microseconds"),
+        utc_iso(row.predicted_at, "microseconds"),
         safe_cell(row.predicted_word),
         repr(float(row.confidence)),
         safe_cell(row.top_k),
@@ -303,6 +298,7 @@ class FeedbackSync:
         from botocore.exceptions import BotoCoreError, ClientError
 
         attempts = self.settings.retries + 1
+        backoff = Backoff(BACKOFF_BASE_S, BACKOFF_CAP_S, healthy_s=math.inf)
         for attempt in range(attempts):
             try:
                 self.target.put(key, body, content_type)
@@ -313,7 +309,7 @@ class FeedbackSync:
                     raise UploadFailed(f"{where}: {exc}") from exc
                 if attempt + 1 == attempts:
                     raise UploadFailed(f"{where}: failed {attempts} times, last: {exc}") from exc
-                delay_s = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
+                delay_s = backoff.after(0.0) * random.uniform(0.5, 1.0)  # kiosks never retry in step
                 log.warning("upload of %s failed (%s); retrying in %.1f s", where, exc, delay_s)
                 if stop.wait(delay_s):
                     raise SyncInterrupted("stopping: upload retries abandoned") from exc
@@ -344,7 +340,8 @@ class FeedbackSync:
         """Passes every ``interval_s`` on a supervised thread: a pass that crashes is reported in
         ``sync_last_error`` and the worker restarts with backoff."""
         interval_s = self.settings.interval_s
-        self._worker = Supervised("sync", self._run_forever, Backoff(1.0, interval_s, 2 * interval_s))
+        job = every(interval_s, self._timed_pass)
+        self._worker = Supervised("sync", job, Backoff(1.0, interval_s, 2 * interval_s))
         self._worker.start()
 
     def stop(self, timeout_s: float = 1.5) -> None:
@@ -353,36 +350,27 @@ class FeedbackSync:
         if self._worker is not None:
             self._worker.stop(timeout_s)
 
-    def _run_forever(self, stop: threading.Event) -> None:
-        while not self._stop.is_set():
-            try:
-                result = self.run_pass()
-                if result.batches:
-                    log.info("sync: %d rows in %d batches uploaded", result.rows, result.batches)
-            except SyncBusy:
-                log.info("sync: a manual pass is running; skipping this one")
-            except SyncInterrupted:
-                return
-            except (SyncError, StoreError) as exc:
-                self.last_error = str(exc)
-                log.warning("sync pass failed (retrying in %.0f s): %s", self.settings.interval_s, exc)
-            except Exception as exc:  # reported here, restarted by the supervisor
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                raise
-            if self._stop.wait(self.settings.interval_s) or stop.is_set():
-                return
+    def _timed_pass(self) -> bool:
+        """One pass of the timer; False once the daemon is stopping."""
+        try:
+            result = self.run_pass()
+            if result.batches:
+                log.info("sync: %d rows in %d batches uploaded", result.rows, result.batches)
+        except SyncBusy:
+            log.info("sync: a manual pass is running; skipping this one")
+        except SyncInterrupted:
+            return False
+        except (SyncError, StoreError) as exc:
+            self.last_error = str(exc)
+            log.warning("sync pass failed (retrying in %.0f s): %s", self.settings.interval_s, exc)
+        except Exception as exc:  # reported here, restarted by the supervisor
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            raise
+        return True
 
-    def health(self) -> dict[str, object]:
+    def health(self) -> SyncHealth:
         """The last success as Unix time and as ISO 8601 in UTC (what Home Assistant's timestamp
-        sensors read), and the last error."""
-        return {
-            "sync_last_success": self.last_success,
-            "sync_last_success_utc": utc_iso(self.last_success),
-            "sync_last_error": self.last_error,
-        }
-
-
-def utc_iso(unix_s: float | None) -> str | None:
-    return (
-        None if unix_s is None else datetime.fromtimestamp(unix_s, timezone.utc).isoformat(timespec="seconds")
-    )
+        sensors read), the last error, and the supervised worker's restarts."""
+        success, error = self.last_success, self.last_error
+        worker = self._worker.health(error) if self._worker else WorkerHealth.of(error, working=False)
+        return SyncHealth(worker, success, None if success is None else utc_iso(success, zulu=False), error)

@@ -1,11 +1,13 @@
 """The daemon's workers, one shape: ``start()``, ``stop()`` and ``health()``.
 
-Capture, MQTT, feedback, sync (and the screen and the updater) each run on their own thread and
-add their fields to the health message. ``Backoff`` is the one retry rhythm they share: delays
+Capture, MQTT, feedback, sync (and the screen, the updater and the health reporter) each run on
+their own thread and report a typed section of the health message (edge/runtime/health_schema.py),
+with their entry in its ``workers``. ``Backoff`` is the one retry rhythm they share: delays
 that double up to a ceiling and start small again once an attempt has stayed healthy for a while,
 so a camera or a broker that comes back after many outages is picked up as fast as after the
 first. ``Supervised`` runs a job in a thread and restarts it, with that backoff, whenever it
-raises; the error is in health until the job has run healthily again.
+raises; its restarts and last crash are its worker entry in health, the crash until the job
+has run healthily again.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from edge.runtime.health_schema import WorkerHealth
+
 log = logging.getLogger(__name__)
 
 
 class Worker(Protocol):
-    """A background part of the daemon; ``health()`` fields are merged into the health message."""
+    """A background part of the daemon; ``health()`` is its typed section of the health message."""
 
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
 
-    def health(self) -> dict[str, object]: ...
+    def health(self) -> object: ...
 
 
 class Backoff:
@@ -46,6 +50,18 @@ class Backoff:
         delay_s = self._next_s
         self._next_s = min(self._next_s * 2, self.max_s)
         return delay_s
+
+
+def every(interval_s: float, once: Callable[[], bool]) -> Callable[[threading.Event], None]:
+    """A job for ``Supervised``: ``once()`` now and every ``interval_s`` after, until the stop event
+    is set or ``once()`` returns False."""
+
+    def job(stop: threading.Event) -> None:
+        while not stop.is_set() and once():
+            if stop.wait(interval_s):
+                return
+
+    return job
 
 
 class Supervised:
@@ -93,5 +109,10 @@ class Supervised:
             self._error = None
         return self._error
 
-    def health(self) -> dict[str, object]:
-        return {f"{self.name}_error": self.error, f"{self.name}_restarts": self.crashes}
+    def health(self, problem: str | None = None) -> WorkerHealth:
+        """Restarts and the last crash; ``problem`` is the job's own report (a failed pass), shown
+        when there is no crash to show."""
+        error = self.error or problem
+        if self._thread is not None and not self._thread.is_alive():
+            return WorkerHealth("stopped", self.crashes, error)
+        return WorkerHealth.of(error, self.crashes, working=self._thread is not None)

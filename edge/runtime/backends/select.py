@@ -101,11 +101,6 @@ def prepare_engine(bundle: Bundle, choice: str, precision: str, build_if_missing
         _engine_for(bundle, precision, build_if_missing)
 
 
-def model_cache_dir(state_dir: str) -> Path:
-    """Where compiled models are kept between starts: the state directory (``[storage] state_dir``)."""
-    return Path(state_dir).expanduser() / "openvino-cache"
-
-
 def _open_openvino(
     bundle: Bundle, choice: str, precision: str, threads: int, cache_dir: Path | None
 ) -> tuple[Backend, str] | str:

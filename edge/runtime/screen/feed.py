@@ -1,7 +1,7 @@
 """What the kiosk screen shows, and the live feed that carries it to every open page.
 
-The daemon's threads hand events in (a prediction, an acknowledgement, the model's labels, the
-daemon's status); each one updates a small snapshot that goes to every connected page as one
+The daemon's threads hand events in (a prediction, an acknowledgement, the model's labels, each
+health message for the banner); each one updates a small snapshot that goes to every connected page as one
 Server-Sent Event, so a page only ever renders the latest snapshot and a page that connects gets
 it at once. Nothing here blocks the caller: each page has a bounded queue, and a page that falls
 that far behind is dropped (its browser reconnects and starts again from the snapshot).
@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from edge.core.decode import UNKNOWN_WORD
@@ -68,7 +69,7 @@ class Stream:
             self._events.put_nowait(None)
 
 
-def _problems(status: dict[str, Any], camera_stalled: bool) -> list[dict[str, str]]:
+def _problems(status: Mapping[str, Any], camera_stalled: bool) -> list[dict[str, str]]:
     """What is wrong, in words for the screen's banner, most urgent first."""
     problems = []
     if status.get("capture_error") and camera_stalled:
@@ -223,11 +224,11 @@ class ScreenFeed:
                 self._sentence.clear()
                 self._broadcast_locked("state", self._snapshot_locked())
 
-    def publish_status(self, status: dict[str, Any]) -> None:
-        """The daemon's state (``capture_error``, ``frames_in``, ``mqtt_connected``,
-        ``model_reloading``, ``model_reload_error``): a change reaches the pages at once. A capture
-        error counts only while no frame arrived for ``CAMERA_STALL_S`` (a camera that came back is
-        fine)."""
+    def publish_status(self, status: Mapping[str, Any]) -> None:
+        """A health message (its ``capture_error``, ``frames_in``, ``mqtt_connected``,
+        ``model_reloading`` and ``model_reload_error`` count): a change of what is wrong reaches the
+        pages at once. A capture error counts only while no frame arrived for ``CAMERA_STALL_S`` (a
+        camera that came back is fine)."""
         frames_in, now = status.get("frames_in"), time.monotonic()
         with self._lock:
             if frames_in != self._frames_in:

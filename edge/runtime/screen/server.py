@@ -42,7 +42,7 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -53,8 +53,10 @@ from edge.core.config import ScreenConfig
 from edge.core.credentials import systemd_credential
 from edge.core.errors import AslEdgeError
 from edge.runtime.feedback import MAX_PAYLOAD_BYTES
+from edge.runtime.health_schema import ScreenHealth, WorkerHealth
 from edge.runtime.screen.feed import ScreenFeed
 from edge.runtime.screen.selfview import SelfView
+from edge.runtime.worker import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,6 @@ DRAIN_LIMIT_BYTES = 1 << 20
 MAX_CONNECTIONS = 32
 SOCKET_TIMEOUT_S = 10.0
 KEEPALIVE_S = 15.0
-STATUS_POLL_S = 0.5
 SHUTDOWN_POLL_S = 0.1
 BIND_RETRY_S = (1.0, 30.0)
 SELF_VIEW_BOUNDARY = "frame"
@@ -91,7 +92,6 @@ ASSETS = {
 }
 
 SubmitFeedback = Callable[[bytes], dict[str, Any]]
-StatusSource = Callable[[], dict[str, Any]]
 
 
 class ScreenError(AslEdgeError):
@@ -159,9 +159,6 @@ class _HttpServer(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.warning("screen: a request from %s failed", client_address[0], exc_info=True)
-
-    def service_actions(self) -> None:
-        self.screen.poll_status()
 
 
 class _HttpServer6(_HttpServer):
@@ -334,7 +331,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             log.exception("screen: feedback failed")
             self.send_error(500, "the feedback could not be handled; try again")
             return
-        self.screen.feed.publish_ack(ack)
         code = 200 if ack.get("status") == "stored" else ACK_HTTP_STATUS.get(str(ack.get("error")), 400)
         self._send_json(code, ack)
 
@@ -412,21 +408,13 @@ class _Listening:
 
 class ScreenServer:
     """The screen as a daemon worker: ``start``, ``stop``, ``health``. ``submit_feedback`` is the
-    daemon's one feedback path (validate, store, acknowledge on MQTT, return the ack);
-    ``status_source`` returns the daemon's state for the banner (see ``ScreenFeed.publish_status``),
-    polled every ``STATUS_POLL_S`` on the server's thread."""
+    daemon's one feedback path (validate, store, acknowledge on MQTT and to this page through
+    ``publish_ack``, return the ack); the banner shows the health messages given to ``show_health``."""
 
-    def __init__(
-        self,
-        settings: ScreenConfig,
-        submit_feedback: SubmitFeedback,
-        status_source: StatusSource | None = None,
-        clips: bool = False,
-    ) -> None:
+    def __init__(self, settings: ScreenConfig, submit_feedback: SubmitFeedback, clips: bool = False) -> None:
         self.settings = settings
         self.token = read_token(settings)
         self.submit_feedback = submit_feedback
-        self.status_source = status_source
         self.self_view = SelfView() if settings.self_view else None
         self.feed = ScreenFeed(clips, self_view=self.self_view is not None)
         self.assets = _load_assets()
@@ -435,8 +423,8 @@ class ScreenServer:
         self._stop = threading.Event()
         self._listening: _Listening | None = None
         self._error: str | None = None
+        self._bind_failures = 0
         self._thread: threading.Thread | None = None
-        self._polled_at = float("-inf")
 
     # the event feed, for the daemon's threads (never blocks)
     def publish_prediction(self, payload: dict[str, Any]) -> None:
@@ -452,6 +440,10 @@ class ScreenServer:
     def stopping(self) -> threading.Event:
         return self._stop
 
+    def show_health(self, health: Mapping[str, Any]) -> None:
+        """A health message (the health reporter's, schema 1): the banner says what is wrong."""
+        self.feed.publish_status(health)
+
     def start(self) -> None:
         if self.self_view is not None:
             self.self_view.start()
@@ -459,7 +451,7 @@ class ScreenServer:
         self._thread.start()
 
     def _serve(self) -> None:
-        delay_s, longest_s = BIND_RETRY_S
+        backoff = Backoff(*BIND_RETRY_S, healthy_s=float("inf"))
         while not self._stop.is_set():
             try:
                 listening = self._listen()
@@ -467,10 +459,11 @@ class ScreenServer:
                 self._error = (
                     f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror or exc}"
                 )
+                self._bind_failures += 1
+                delay_s = backoff.after(0.0)
                 log.warning("screen: %s; retrying in %.0f s", self._error, delay_s)
                 if self._stop.wait(delay_s):
                     return
-                delay_s = min(delay_s * 2, longest_s)
                 continue
             if listening is None:  # stopped while binding
                 return
@@ -551,28 +544,20 @@ class ScreenServer:
         own = urlsplit(listening.url).netloc
         return {own, f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
 
-    def poll_status(self) -> None:
-        now = time.monotonic()
-        if self.status_source is None or now - self._polled_at < STATUS_POLL_S:
-            return
-        self._polled_at = now
-        try:
-            status = self.status_source()
-        except Exception:  # a status bug must not stop the page
-            log.exception("screen: the daemon's status could not be read")
-            return
-        self.feed.publish_status(status)
-
     @property
     def url(self) -> str | None:
         listening = self._listening
         return listening.url if listening is not None else None
 
-    def health(self) -> dict[str, Any]:
-        return {
-            "screen_url": self.url,
-            "screen_clients": self.feed.streams,
-            "screen_error": self._error,
-            "screen_self_view_fps": self.self_view.fps() if self.self_view is not None else 0.0,
-            "screen_self_view_frames": self.self_view.frames_encoded if self.self_view is not None else 0,
-        }
+    def health(self) -> ScreenHealth:
+        url, error, view = self.url, self._error, self.self_view
+        worker = WorkerHealth.of(error, self._bind_failures, working=url is not None)
+        return ScreenHealth(
+            worker,
+            url,
+            self.feed.streams,
+            error,
+            self.feed.dropped_streams,
+            view.fps() if view is not None else 0.0,
+            view.frames_encoded if view is not None else 0,
+        )

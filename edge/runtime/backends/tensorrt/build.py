@@ -17,10 +17,16 @@ from typing import TYPE_CHECKING
 
 from edge import __version__
 from edge.core.atomic import atomic_write_bytes
-from edge.core.bundle import CALIBRATION_CACHE_FILE, INT8_MODEL_FILE, MODEL_FILE, load_bundle, sha256_of
+from edge.core.bundle import (
+    CALIBRATION_CACHE_FILE,
+    ENGINES_DIR,
+    INT8_MODEL_FILE,
+    MODEL_FILE,
+    load_bundle,
+    sha256_of,
+)
 from edge.runtime.backends.tensorrt.backend import import_tensorrt
 from edge.runtime.backends.tensorrt.engines import (
-    ENGINES_DIR,
     PRECISIONS,
     Sidecar,
     current_device,

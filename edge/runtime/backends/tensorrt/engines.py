@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from edge.core.atomic import atomic_write_bytes
+from edge.core.bundle import ENGINES_DIR
 from edge.core.errors import BackendError
 
-ENGINES_DIR = "engines"
 PRECISIONS = ("int8", "fp16", "fp32")
 SIDECAR_VERSION = 1
 
