@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
 from edge.core.config import ScreenConfig, parse_config
@@ -281,6 +283,7 @@ def test_a_busy_port_is_a_fault_that_heals(store):
                 None,
             )
             assert healed.worker.state == "running" and healed.worker.restarts >= 1
+            assert (healed.screen_self_view_fps, healed.screen_self_view_frames) == (0.0, 0)  # none watches
         finally:
             server.stop()
 
@@ -307,7 +310,7 @@ def _token_screen(store: Store, tmp_path: Path, **settings: Any) -> ScreenServer
 def test_with_a_token_every_read_and_change_needs_it(store, tmp_path):
     server = _token_screen(store, tmp_path, host="0.0.0.0")  # beyond loopback, as on a kiosk's network
     try:
-        for path in ("/api/state", "/api/events"):
+        for path in ("/api/state", "/api/events", "/api/self-view"):
             for headers in ({}, {"Authorization": "Bearer nope"}, {"Cookie": "asl-edge-session=1.abc"}):
                 status, _, body = _raw_get(server, path, **headers)
                 assert status == 401, (path, headers)
@@ -367,10 +370,46 @@ def test_the_page_trades_its_token_for_a_session_cookie(store, tmp_path):
 @pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}])
 def test_reads_from_another_origin_are_refused(screen, headers):
     screen.publish_prediction(_prediction(0, "drink"))
-    for path in ("/api/state", "/api/events"):
+    for path in ("/api/state", "/api/events", "/api/self-view"):
         status, _, body = _raw_get(screen, path, **headers)
         assert status == 403 and b"drink" not in body
     assert _raw_get(screen, "/api/state", **{"Sec-Fetch-Site": "same-origin"})[0] == 200
+
+
+def test_the_self_view_encodes_only_while_a_page_watches_and_streams_mirrored_jpegs(screen):
+    view = screen.self_view
+    frame = np.zeros((480, 640, 3), dtype=np.uint8)
+    frame[:, :320] = (0, 0, 255)  # the left half red: mirrored, it shows on the right
+    view.offer(frame, (80, 0, 480, 480))
+    time.sleep(0.2)  # nobody watches: the offer is dropped, nothing is encoded
+    assert view.frames_encoded == 0 and screen.health().screen_self_view_fps == 0.0
+    port = int(screen.url.rsplit(":", 1)[1].rstrip("/"))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection.request("GET", "/api/self-view")
+    response = connection.getresponse()
+    assert response.getheader("Content-Type") == "multipart/x-mixed-replace; boundary=frame"
+    wait_for(lambda: view.viewers == 1, what="the page to count as watching")
+    jpegs = []
+    while len(jpegs) < 3:
+        time.sleep(view.interval_s)  # frames come no faster than the self-view's rate
+        view.offer(frame, (80, 0, 480, 480))
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += response.fp.read(1)
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        jpegs.append(response.fp.read(length))
+        response.fp.read(2)
+    response.close()
+    connection.close()
+    image = cv2.imdecode(np.frombuffer(jpegs[-1], np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (240, 320, 3)  # 320 px wide, the frame's aspect
+    assert image[120, 300, 2] > 200 and image[120, 20, 2] < 50  # mirrored: red on the right
+    assert image[120, 40, 1] > 120 and image[120, 279, 1] > 120  # the crop outlined, mirrored: x 40..279
+    wait_for(lambda: view.viewers == 0, what="the page to stop counting as watching")
+    encoded = view.frames_encoded
+    view.offer(frame, None)
+    time.sleep(0.2)
+    assert view.frames_encoded == encoded  # nobody watches again: nothing more is encoded
 
 
 def test_a_page_opened_with_the_token_reads_through_its_session_and_one_without_is_told(store, tmp_path):

@@ -6,8 +6,10 @@ One daemon and one browser for the module: the daemon loops a synthetic sentence
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -33,11 +35,14 @@ class Predictions(MqttSubscriber):
         super().__init__(port, f"asl/{DEVICE}/#", lambda m: (m.topic, json.loads(m.payload), time.time()))
         self.arrived: dict[str, tuple[dict[str, Any], float]] = {}
         self.acks: list[dict[str, Any]] = []
+        self.health: dict[str, Any] = {}
 
     def _take(self, timeout_s: float) -> dict[str, Any] | None:
         topic, payload, arrival = self.messages.get(timeout=timeout_s)
         if topic.endswith("/feedback/ack"):
             self.acks.append(payload)
+        if topic.endswith("/health"):
+            self.health = payload
         if not topic.endswith("/prediction"):
             return None
         self.arrived[payload["id"]] = (payload, arrival)
@@ -240,6 +245,54 @@ def test_the_picker_offers_every_label_and_stores_the_one_chosen(kiosk, page):
     assert _rows(kiosk, prediction["id"]) == [(0, choice, None)]
 
 
+def test_every_sign_shows_signing_then_reading_before_its_word_as_it_happens(kiosk, page):
+    first = _next_on_screen(kiosk, page)
+    second = _next_on_screen(kiosk, page)
+    record = page.execute_script("return window.aslScreen")
+    after, before = record["arrivals"][first["id"]], record["arrivals"][second["id"]]
+    between = [entry["state"] for entry in record["activity"] if after < entry["shown"] <= before]
+    assert "signing" in between, between
+    assert between[-1] == "reading" and between.index("signing") < len(between) - 1, between
+    assert set(between) <= {"idle", "signing", "reading"}, between
+    # How late each state reached the page after the daemon handled the frame that caused it (one
+    # clock: the daemon and the browser run on this machine). The bound is the issue's 150 ms.
+    lateness = sorted(entry["shown"] - entry["at"] for entry in record["activity"])
+    assert lateness and lateness[len(lateness) // 2] <= 150.0, lateness
+
+
+def test_the_self_view_shows_new_frames_while_the_page_is_open_and_nothing_is_encoded_after(kiosk, page):
+    view = _element(page, "self-view")
+
+    def frames() -> int:
+        return int(view.get_attribute("data-frames") or 0)
+
+    wait_for(lambda: view.is_displayed() and frames() > 0, 10, "the self-view's first frame")
+    assert page.execute_script("return arguments[0].naturalWidth", view) == 320
+    start, began = frames(), time.monotonic()
+    wait_for(lambda: frames() >= start + 10, 5, "ten more self-view frames")
+    assert (frames() - start) / (time.monotonic() - began) >= 5.0  # at least one every 200 ms
+    page.get("about:blank")  # no page watches now
+    try:
+        wait_for(lambda: _health(kiosk)["screen_self_view_fps"] == 0.0, 15, "the self-view to stop")
+        encoded = _health(kiosk)["screen_self_view_frames"]
+        assert _health(kiosk)["screen_self_view_frames"] == encoded  # a second interval: still none
+    finally:
+        page.get(kiosk["url"])
+        wait_for(lambda: _shown(page), 15, "a word after the page came back")
+
+
+def _health(kiosk) -> dict[str, Any]:
+    """The next health message the daemon publishes."""
+    subscriber = kiosk["mqtt"]
+    subscriber.health = {}
+    deadline = time.monotonic() + 5
+    while not subscriber.health and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            subscriber._take(0.5)
+    assert subscriber.health, "no health message"
+    return subscriber.health
+
+
 def test_the_page_loads_nothing_from_another_origin(kiosk, page):
     requested_urls(page)
     page.refresh()
@@ -247,8 +300,10 @@ def test_the_page_loads_nothing_from_another_origin(kiosk, page):
     urls = requested_urls(page)
     assert urls, "the performance log recorded no request"
     origin = kiosk["url"].rstrip("/")
-    assert {url for url in urls if not url.startswith(("data:", origin + "/"))} == set()
-    assert {f"{origin}/", f"{origin}/screen.css", f"{origin}/screen.js", f"{origin}/api/events"} <= set(urls)
+    # blob: URLs are the self-view's frames, made by the page from its own /api/self-view stream
+    assert {url for url in urls if not url.startswith(("data:", origin + "/", f"blob:{origin}/"))} == set()
+    expected = ("/", "/screen.css", "/screen.js", "/api/events", "/api/self-view")
+    assert {origin + path for path in expected} <= set(urls)
 
 
 @pytest.mark.parametrize(("width", "height"), [(800, 480), (1920, 1080), (480, 800)])

@@ -138,6 +138,11 @@ class SegmenterConfig:
     stable_windows: int = _field(
         2, "sliding mode: consecutive windows that must agree before a word is published", min=1, max=20
     )
+    speculate: bool = _field(
+        True,
+        "motion mode: classify a sign while its rest is being confirmed, so the word comes as the "
+        "hands come to rest (the same word and confidence as without)",
+    )
 
     def problems(self) -> Iterator[str]:
         if self.stop_fraction > self.start_fraction:
@@ -251,6 +256,20 @@ class ScreenConfig:
         "",
         "file holding the token every read and change of the screen must carry (never the token itself); "
         "empty: the systemd credential screen-token ($CREDENTIALS_DIRECTORY) when it exists",
+    )
+    self_view: bool = _field(
+        True,
+        "show the signer a small mirrored live view of the camera with the model's crop marked (encoded "
+        "only while a page watches it, never stored)",
+    )
+    dark_luma: float = _field(
+        40.0,
+        "mean brightness (0-255) of the model's crop below which the screen asks for more light",
+        min=0.0,
+        max=255.0,
+    )
+    dark_s: float = _field(
+        1.5, "seconds the crop must stay that dark before the screen says so", min=0.1, max=60.0
     )
 
 

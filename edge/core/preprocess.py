@@ -99,6 +99,24 @@ class FrameCropper:
         self._crop_yx = (int(np.round((resized_h - crop) / 2)), int(np.round((resized_w - crop) / 2)))
         self._frame_shape = shape
 
+    def crop_box(self, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        """Where the crop lies in a frame of ``shape``: ``(x, y, width, height)`` in its pixels."""
+        if shape != self._frame_shape:
+            self._plan(shape)
+        rows, columns = self._roi_slices
+        x0, y0 = columns.start or 0, rows.start or 0
+        roi_w = (columns.stop if columns.stop is not None else shape[1]) - x0
+        roi_h = (rows.stop if rows.stop is not None else shape[0]) - y0
+        scale_x, scale_y = roi_w / self._resized_wh[0], roi_h / self._resized_wh[1]
+        top, left = self._crop_yx
+        crop = self.params.crop_size
+        return (
+            round(x0 + left * scale_x),
+            round(y0 + top * scale_y),
+            round(crop * scale_x),
+            round(crop * scale_y),
+        )
+
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Crop one BGR uint8 frame ``(H, W, 3)``; returns a ``(crop, crop, 3)`` uint8 array."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:

@@ -44,8 +44,11 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
+
 from edge.core.bundle import Bundle
 from edge.core.config import Config
+from edge.runtime.activity import Activity, ActivityState
 from edge.runtime.capture import Capture
 from edge.runtime.clips import CLIPS_DIR, ClipKeeper, expire_clips
 from edge.runtime.feedback import FeedbackDesk, handle_feedback, rejected
@@ -173,8 +176,14 @@ class Daemon:
             self.sync = FeedbackSync(config) if config.sync.bucket else None
             self.capture = Capture(config.source)
             active = self.models.active
+            # [screen] what the kiosk is doing, live on the page (the signer sees it see them)
+            activity = (
+                Activity(config.screen.dark_luma, config.screen.dark_s, self._activity_changed)
+                if config.screen.enabled
+                else None
+            )
             self.pipeline = SignPipeline(
-                config.segmenter, active.config, active.bundle.spec, config.source.fps
+                config.segmenter, active.config, active.bundle.spec, config.source.fps, activity
             )
             if config.metrics.textfile:
                 # Registered before the workers start, so its stop runs after theirs: the file left
@@ -240,6 +249,9 @@ class Daemon:
                 sign = self.pipeline.feed(frame, self.models.active.backend)
                 if sign is not None:
                     self._publish(sign)
+                self._show_self(frame.image)
+            elif self.pipeline.activity is not None and self.capture.stats.last_error is not None:
+                self.pipeline.activity.camera_lost()
         last = self.pipeline.finish(self.models.active.backend)
         if last is not None:
             self._publish(last)
@@ -325,6 +337,8 @@ class Daemon:
             round((self.capture.stats.frames_in - frames_in) / elapsed_s, 2),
             round((self.pipeline.frames - frames_out) / elapsed_s, 2),
             self.pipeline.signs_cut,
+            self.pipeline.speculations,
+            self.pipeline.speculations_discarded,
             self.predictions,
         )
         return HealthSnapshot(
@@ -343,6 +357,17 @@ class Daemon:
         )
 
     # -- [screen] the kiosk page's hooks (issue 13) ------------------------------------------
+
+    def _activity_changed(self, activity: ActivityState) -> None:
+        """On the inference thread, as the frame that caused it is handled: never blocks."""
+        if self.screen is not None:
+            self.screen.feed.set_activity(activity.to_json())
+
+    def _show_self(self, image: np.ndarray) -> None:
+        """The frame for the self-view, only while a page watches it (a reference, no copy)."""
+        view = self.screen.self_view if self.screen is not None else None
+        if view is not None and view.viewers:
+            view.offer(image, self.pipeline.crop_box(image.shape))
 
     def _acknowledge(self, ack: dict[str, object]) -> None:
         """The feedback desk's answer, to MQTT and to the page (answers from any client show)."""

@@ -84,6 +84,12 @@ class RecognitionHealth:
     fps_in: float = reported("frames per second received over the last health interval")
     fps_out: float = reported("frames per second processed over the last health interval")
     signs_cut: int = reported("signs a source restart interrupted: dropped, never glued to other frames")
+    speculations: int = reported(
+        "signs classified while their rest was being confirmed ([segmenter] speculate)"
+    )
+    speculations_discarded: int = reported(
+        "of those, thrown away because the signer moved again (the whole sign was read when it ended)"
+    )
     predictions: int = reported("words published")
 
 
@@ -192,10 +198,14 @@ class ScreenHealth:
     screen_clients: int = reported("pages connected now")
     screen_error: str | None = reported("why the screen cannot listen")
     screen_dropped_streams: int = reported("pages dropped for falling behind or for a newer page")
+    screen_self_view_fps: float = reported(
+        "self-view frames encoded per second over the last 2 s ([screen] self_view; 0 while no page watches)"
+    )
+    screen_self_view_frames: int = reported("self-view frames encoded since the start (none is ever stored)")
 
     @classmethod
     def disabled(cls) -> ScreenHealth:
-        return cls(DISABLED, None, 0, None, 0)
+        return cls(DISABLED, None, 0, None, 0, 0.0, 0)
 
 
 @dataclass(frozen=True)

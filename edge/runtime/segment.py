@@ -7,6 +7,10 @@ for ``START_FRAMES`` frames starts a sign, stillness below ``stop_fraction`` for
 seconds ends it. Segments shorter than ``min_sign_s`` are dropped (a twitch), longer than
 ``max_sign_s`` are cut (a signer who never rests still gets answers). Times are the frames' own
 timestamps, never the wall clock, so a file and a camera segment the same way.
+
+While the rest is being confirmed, ``candidate`` already names the segment it would close (once
+the post-roll frames are in), so the sign can be classified speculatively: if the signer stays
+still, the segment that closes is exactly that one.
 """
 
 from __future__ import annotations
@@ -72,6 +76,23 @@ class MotionSegmenter:
     @property
     def in_sign(self) -> bool:
         return self._start_s is not None
+
+    @property
+    def sign_started_s(self) -> float | None:
+        """When the motion of the sign in progress began (stream time), or None between signs."""
+        return self._start_s
+
+    def candidate(self, timestamp_s: float) -> Segment | None:
+        """The segment a rest that began at the last motion would close, once every frame of it
+        (post-roll included) has arrived; None while the signer moves, between signs, or for a
+        sign too short to count."""
+        settings = self.settings
+        start_s, last_s = self._start_s, self._last_motion_s
+        if start_s is None or timestamp_s <= last_s or timestamp_s < last_s + settings.post_roll_s:
+            return None
+        if last_s - start_s < settings.min_sign_s:
+            return None
+        return Segment(max(0.0, start_s - settings.pre_roll_s), last_s + settings.post_roll_s)
 
     def update(self, timestamp_s: float, motion: float) -> Segment | None:
         settings = self.settings
@@ -139,6 +160,15 @@ class SlidingWindows:
         if max(m for _, m in self._recent) < settings.start_fraction:
             return None
         return Segment(timestamp_s - settings.window_s, timestamp_s)
+
+    @property
+    def sign_started_s(self) -> float | None:
+        """Sliding windows have no sign start: a window under way starts ``window_s`` back."""
+        return self._recent[0][0] if self.in_sign else None
+
+    def candidate(self, timestamp_s: float) -> Segment | None:
+        """Windows are classified when they are due, never speculatively."""
+        return None
 
     @property
     def in_sign(self) -> bool:

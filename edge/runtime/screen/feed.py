@@ -91,8 +91,10 @@ def _problems(status: Mapping[str, Any], camera_stalled: bool) -> list[dict[str,
 class ScreenFeed:
     """The screen's state and its connected pages; every method is safe from any thread."""
 
-    def __init__(self, clips: bool = False, max_streams: int = MAX_STREAMS) -> None:
+    def __init__(self, clips: bool = False, max_streams: int = MAX_STREAMS, self_view: bool = False) -> None:
         self._lock = threading.Lock()
+        self._self_view = self_view
+        self._activity: dict[str, Any] = {"state": "idle", "at": time.time()}
         self._streams: list[Stream] = []
         self._max_streams = max_streams
         self._clips = clips
@@ -124,6 +126,8 @@ class ScreenFeed:
             "status": self._status,
             "clips": self._clips,
             "model": self._model,
+            "activity": self._activity,
+            "self_view": self._self_view,
         }
 
     def labels(self) -> dict[str, Any]:
@@ -206,6 +210,13 @@ class ScreenFeed:
                         entry["word"], changed = label, True
             if changed:
                 self._broadcast_locked("state", self._snapshot_locked())
+
+    def set_activity(self, activity: dict[str, Any]) -> None:
+        """What the kiosk is doing (``edge.runtime.activity``): a small event of its own, at once,
+        since the signer watches it while they sign."""
+        with self._lock:
+            self._activity = activity
+            self._broadcast_locked("activity", activity)
 
     def clear_sentence(self) -> None:
         with self._lock:

@@ -7,6 +7,8 @@ socket has a timeout, and connections are capped. Routes:
 - ``GET /`` (and ``/screen.css``, ``/screen.js``): the page, every byte from this package.
 - ``GET /api/events``: Server-Sent Events, ``labels`` then ``state`` at once, then each change.
 - ``GET /api/state``: the same snapshot with the labels, as one JSON document.
+- ``GET /api/self-view``: the mirrored live view of the camera (``[screen] self_view``), as a
+  ``multipart/x-mixed-replace`` stream of JPEGs, each part with its ``Content-Length``.
 - ``POST /api/feedback``: a feedback message, exactly as on MQTT, through the daemon's one feedback
   path (``submit_feedback``); the answer is the acknowledgement, with an HTTP status that says
   what happened (200 stored, 400 invalid, 404 unknown prediction, 409 already answered, 503 not
@@ -18,7 +20,7 @@ socket has a timeout, and connections are capped. Routes:
 Bound to loopback by default. Requests must name this server in ``Host`` (a page on another site
 cannot reach it through DNS rebinding), and nothing but this server's own page may use it
 (``Origin``, ``Sec-Fetch-Site``). The words a signer makes are theirs: when a screen token is set,
-every read of the state (``/api/state``, ``/api/events``) needs it too, as the bearer token or the
+every read (``/api/state``, ``/api/events``, ``/api/self-view``) needs it too, as the bearer token or the
 session cookie (HttpOnly, SameSite=Strict, derived from the token so it dies with it), and every
 change needs the bearer token; listening on anything but loopback requires a token. Tokens are
 compared in constant time, and a refusal is a 401 that carries nothing of the state. Bodies are
@@ -35,6 +37,7 @@ import http.server
 import ipaddress
 import json
 import logging
+import select
 import socket
 import socketserver
 import threading
@@ -52,6 +55,7 @@ from edge.core.errors import AslEdgeError
 from edge.runtime.feedback import MAX_PAYLOAD_BYTES
 from edge.runtime.health_schema import ScreenHealth, WorkerHealth
 from edge.runtime.screen.feed import ScreenFeed
+from edge.runtime.screen.selfview import SelfView
 from edge.runtime.worker import Backoff
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,7 @@ SOCKET_TIMEOUT_S = 10.0
 KEEPALIVE_S = 15.0
 SHUTDOWN_POLL_S = 0.1
 BIND_RETRY_S = (1.0, 30.0)
+SELF_VIEW_BOUNDARY = "frame"
 SESSION_COOKIE = "asl-edge-session"
 SESSION_S = 24 * 3600.0  # a page trades its token for a new cookie when this one has expired
 TOKEN_REQUIRED = "a valid screen token is required (Authorization: Bearer TOKEN, or the page's session)"
@@ -77,8 +82,8 @@ ACK_HTTP_STATUS = {
     "failed": 500,
 }
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 ASSETS = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -212,7 +217,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(421, problem)
             return
         path = urlsplit(self.path).path
-        if path in ("/api/events", "/api/state"):
+        if path in ("/api/events", "/api/state", "/api/self-view"):
             problem = self._origin_problem()
             if problem:
                 self.send_error(403, problem)
@@ -222,6 +227,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
         if path == "/api/events":
             self._stream()
+        elif path == "/api/self-view" and self.screen.self_view is not None:
+            self._self_view(self.screen.self_view)
         elif path == "/api/state":
             self._send_json(200, {**self.screen.feed.snapshot(), **self.screen.feed.labels()})
         elif path in self.screen.assets:
@@ -365,6 +372,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         finally:
             self.screen.feed.close_stream(stream)
 
+    def _peer_closed(self) -> bool:
+        """The page closed its end (a readable socket with nothing to read), found without a write."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _self_view(self, view: SelfView) -> None:
+        """The camera's mirrored live view for as long as the page watches (or the server runs)."""
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={SELF_VIEW_BOUNDARY}")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            for jpeg in view.frames(self.screen.stopping, self._peer_closed):
+                head = (
+                    f"--{SELF_VIEW_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                    f"Content-Length: {len(jpeg)}\r\n\r\n"
+                )
+                self.wfile.write(head.encode() + jpeg + b"\r\n")
+                self.wfile.flush()
+        except OSError as exc:  # the page went away
+            log.debug("screen: a self-view page left: %s", exc)
+
 
 @dataclass
 class _Listening:
@@ -381,7 +415,8 @@ class ScreenServer:
         self.settings = settings
         self.token = read_token(settings)
         self.submit_feedback = submit_feedback
-        self.feed = ScreenFeed(clips)
+        self.self_view = SelfView() if settings.self_view else None
+        self.feed = ScreenFeed(clips, self_view=self.self_view is not None)
         self.assets = _load_assets()
         self._connections = 0
         self._lock = threading.Lock()
@@ -401,11 +436,17 @@ class ScreenServer:
     def set_model(self, labels: tuple[str, ...], model_id: str) -> None:
         self.feed.set_model(labels, model_id)
 
+    @property
+    def stopping(self) -> threading.Event:
+        return self._stop
+
     def show_health(self, health: Mapping[str, Any]) -> None:
         """A health message (the health reporter's, schema 1): the banner says what is wrong."""
         self.feed.publish_status(health)
 
     def start(self) -> None:
+        if self.self_view is not None:
+            self.self_view.start()
         self._thread = threading.Thread(target=self._serve, name="screen", daemon=True)
         self._thread.start()
 
@@ -457,6 +498,8 @@ class ScreenServer:
             listening.server.shutdown()
             listening.server.server_close()
         self.feed.close_all()
+        if self.self_view is not None:
+            self.self_view.stop()
         if self._thread is not None:
             self._thread.join(timeout_s)
 
@@ -507,6 +550,14 @@ class ScreenServer:
         return listening.url if listening is not None else None
 
     def health(self) -> ScreenHealth:
-        url, error = self.url, self._error
+        url, error, view = self.url, self._error, self.self_view
         worker = WorkerHealth.of(error, self._bind_failures, working=url is not None)
-        return ScreenHealth(worker, url, self.feed.streams, error, self.feed.dropped_streams)
+        return ScreenHealth(
+            worker,
+            url,
+            self.feed.streams,
+            error,
+            self.feed.dropped_streams,
+            view.fps() if view is not None else 0.0,
+            view.frames_encoded if view is not None else 0,
+        )

@@ -7,8 +7,20 @@ const TOKEN_KEY = "asl-edge-screen-token";
 const SPEAK_KEY = "asl-edge-screen-speak";
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+const ACTIVITY_TEXT = {
+  idle: "Ready for your sign",
+  signing: "I see you signing…",
+  reading: "Reading your sign…",
+  "too-dark": "More light, please",
+  "no-camera": "The camera is not working",
+};
+const CRLF2 = [13, 10, 13, 10];
+
 const ui = {
   banner: $("status-banner"),
+  activity: $("activity"),
+  activityText: document.querySelector(".activity-text"),
+  selfView: $("self-view"),
   word: $("word"),
   confidence: $("confidence"),
   right: $("right"),
@@ -26,11 +38,15 @@ const ui = {
 
 // For tests and the latency measurement: when each prediction reached the page and was shown
 // (milliseconds since the epoch, on this machine's clock).
-const record = { arrivals: {}, shown: {}, requests: 0 };
+// Each activity state as it was shown: {state, at (when the daemon handled the frame), shown}.
+const record = { arrivals: {}, shown: {}, requests: 0, activity: [], selfViewFrames: 0 };
 window.aslScreen = record;
 
 let labels = [];
-let state = { prediction: null, answer: null, sentence: [], status: { problems: [] }, clips: false };
+let state = {
+  prediction: null, answer: null, sentence: [], status: { problems: [] }, clips: false,
+  activity: { state: "idle", at: 0 }, self_view: false,
+};
 let connected = false;
 let locked = false; // the screen has a token and this page has none (or a wrong one)
 let local = null; // this page's own answer to the prediction on screen: {id, state, text}
@@ -115,11 +131,28 @@ function renderSentence() {
   ui.clear.disabled = state.sentence.length === 0;
 }
 
+function renderActivity(activity) {
+  const name = ACTIVITY_TEXT[activity.state] ? activity.state : "idle";
+  if (ui.activity.dataset.state === name) return false;
+  ui.activity.dataset.state = name;
+  ui.activityText.textContent = ACTIVITY_TEXT[name];
+  return true;
+}
+
+function onActivity(activity) {
+  state.activity = activity;
+  if (renderActivity(activity)) {
+    record.activity.push({ state: activity.state, at: activity.at * 1000, shown: performance.timeOrigin + performance.now() });
+  }
+}
+
 function render() {
+  renderActivity(state.activity);
   renderBanner();
   renderPrediction();
   renderSentence();
   ui.consent.hidden = !state.clips;
+  if (state.self_view) watchSelf(); else stopSelf();
 }
 
 function speak(prediction) {
@@ -233,6 +266,7 @@ function connect() {
   events.addEventListener("open", () => { connected = true; locked = false; renderBanner(); });
   events.addEventListener("labels", (event) => onLabels(JSON.parse(event.data)));
   events.addEventListener("state", (event) => { connected = true; onState(JSON.parse(event.data)); });
+  events.addEventListener("activity", (event) => onActivity(JSON.parse(event.data)));
   events.addEventListener("error", async () => {
     connected = false;
     renderBanner();
@@ -245,6 +279,73 @@ function connect() {
     setTimeout(connect, 2000);
   });
 }
+
+// The self-view: JPEGs from one multipart response, read as a stream (each part carries its
+// Content-Length), shown one after another; only while the page is visible.
+let viewing = null; // the AbortController of the self-view stream, while it runs
+
+function find(buffer, pattern) {
+  outer: for (let i = 0; i + pattern.length <= buffer.length; i += 1) {
+    for (let j = 0; j < pattern.length; j += 1) if (buffer[i + j] !== pattern[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+function showSelf(jpeg) {
+  const previous = ui.selfView.src;
+  ui.selfView.src = URL.createObjectURL(new Blob([jpeg], { type: "image/jpeg" }));
+  if (previous.startsWith("blob:")) URL.revokeObjectURL(previous);
+  ui.selfView.hidden = false;
+  record.selfViewFrames += 1;
+  ui.selfView.dataset.frames = String(record.selfViewFrames);
+}
+
+function takeFrames(buffer) {
+  for (;;) {
+    const headEnd = find(buffer, CRLF2);
+    if (headEnd < 0) return buffer;
+    const length = /Content-Length:\s*(\d+)/i.exec(new TextDecoder().decode(buffer.subarray(0, headEnd)));
+    if (!length) return new Uint8Array(0);
+    const start = headEnd + CRLF2.length;
+    const end = start + Number(length[1]);
+    if (buffer.length < end + 2) return buffer;
+    showSelf(buffer.slice(start, end));
+    buffer = buffer.slice(end + 2);
+  }
+}
+
+async function watchSelf() {
+  if (viewing || !state.self_view || document.hidden) return;
+  const controller = new AbortController();
+  viewing = controller;
+  try {
+    const response = await fetch("/api/self-view", { cache: "no-store", signal: controller.signal });
+    if (!response.ok || !response.body) throw new Error(`self-view: ${response.status}`);
+    const reader = response.body.getReader();
+    let buffer = new Uint8Array(0);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      const joined = new Uint8Array(buffer.length + value.length);
+      joined.set(buffer);
+      joined.set(value, buffer.length);
+      buffer = takeFrames(joined);
+    }
+  } catch (error) {
+    // stopped, refused or gone: tried again below unless it was stopped on purpose
+  }
+  if (viewing === controller) viewing = null;
+  if (!controller.signal.aborted) setTimeout(watchSelf, 2000);
+}
+
+function stopSelf() {
+  if (viewing) viewing.abort();
+  viewing = null;
+  ui.selfView.hidden = true;
+}
+
+document.addEventListener("visibilitychange", () => (document.hidden ? stopSelf() : watchSelf()));
 
 ui.right.addEventListener("click", () => answer(state.prediction, true, null));
 ui.other.addEventListener("click", () => {
