@@ -21,7 +21,7 @@ def _snapshot(predictions: int) -> HealthSnapshot:
     for name, cls in typing.get_type_hints(HealthSnapshot).items():
         values = {f.name: DISABLED if f.name == "worker" else None for f in dataclasses.fields(cls)}
         sections[name] = cls(**values)
-    sections["recognition"] = RecognitionHealth(30.0, 30.0, 0, predictions)
+    sections["recognition"] = RecognitionHealth(30.0, 30.0, 0, 0, 0, predictions)
     return HealthSnapshot(**sections)
 
 
