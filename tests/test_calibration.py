@@ -101,6 +101,7 @@ def test_unknown_source_is_a_clear_error(demo_spec, tmp_path):
         open_source(str(tmp_path / "nope"), demo_spec, 1)
 
 
+@pytest.mark.slow
 def test_qdq_model_is_symmetric_per_channel_and_close_to_fp32(demo_spec, tmp_path):
     clips = [c.clip for c in open_source("synthetic", demo_spec, 6, seed=1)]
     used = quantize_to_qdq(load_bundle(ROOT_BUNDLE).model_path, tmp_path / "q.onnx", "clip", clips)
@@ -154,6 +155,7 @@ def test_compatibility_check_rejects_asymmetric_zero_points(tmp_path):
         check_tensorrt_compatible(model)
 
 
+@pytest.mark.slow
 def test_calibrate_command_writes_both_int8_models_report_and_manifest(demo_copy, capsys):
     options = ["--count", "4", "--eval-count", "12", "--margin", "0.1", "--min-agreement", "0.9"]
     code = main(["calibrate", str(demo_copy), "--clips", "synthetic", *options])
@@ -191,6 +193,7 @@ def test_calibrate_command_writes_both_int8_models_report_and_manifest(demo_copy
     assert bundle.manifest["openvino"]["int8"]["model"] == "model.openvino.int8.xml"
 
 
+@pytest.mark.slow
 def test_calibrate_on_too_few_clips_is_inconclusive_not_a_pass(demo_copy, capsys):
     code = main(["calibrate", str(demo_copy), "--clips", "synthetic", "--count", "1", "--eval-count", "2"])
     out = capsys.readouterr().out

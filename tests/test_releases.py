@@ -11,7 +11,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -142,14 +141,8 @@ def test_the_update_section_is_checked_whole(tmp_path, capsys):
     config = load_config(path)
     assert config.update.public_key == (str(tmp_path / "old.pub"), "/etc/asl-edge/new.pub")
     assert update_endpoint_url(config) == "http://127.0.0.1:8333"
-    run = subprocess.run(
-        [sys.executable, "-m", "asl_edge", "run", "--config", str(path)],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 2
-    assert f"update.public_key: cannot read {tmp_path / 'old.pub'}" in run.stderr
+    assert main(["run", "--config", str(path)]) == 2  # refused before anything starts
+    assert f"update.public_key: cannot read {tmp_path / 'old.pub'}" in capsys.readouterr().err
 
 
 def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites_one(tmp_path, capsys):
