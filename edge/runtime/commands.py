@@ -235,10 +235,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     elif "CREDENTIALS_DIRECTORY" not in os.environ and Path(INSTALLED_CREDENTIALS).is_dir():
         os.environ["CREDENTIALS_DIRECTORY"] = INSTALLED_CREDENTIALS
     path = find_config_path(args.config)
-    if path is None:
-        config, problems = Config(), []
-    else:
-        config, problems = read_config(path)
+    config, problems = (Config(), []) if path is None else read_config(path)
     if problems:
         for problem in problems:
             print(f"config  FAIL: {problem}")
