@@ -204,6 +204,39 @@ def test_calibrate_on_too_few_clips_is_inconclusive_not_a_pass(demo_copy, capsys
     assert load_bundle(demo_copy).manifest["openvino"]["int8"]["passed"] is False
 
 
+@pytest.mark.slow
+def test_without_openvino_only_the_tensorrt_model_is_made_and_the_skip_is_said(demo_copy, capsys):
+    openvino_section = load_bundle(demo_copy).manifest["openvino"]
+    options = ["--count", "1", "--eval-count", "2", "--openvino", "no"]
+    assert main(["calibrate", str(demo_copy), "--clips", "synthetic", *options]) == 1  # 2 clips: inconclusive
+    captured = capsys.readouterr()
+    assert "asl-edge: INT8 (OpenVINO, NNCF): skipped: --openvino no" in captured.err
+    assert "NNCF" not in captured.err.replace("INT8 (OpenVINO, NNCF): skipped", "")
+    lines = captured.out.splitlines()
+    assert lines[-2:] == [
+        "INT8 (OpenVINO, NNCF): skipped: --openvino no",
+        f"wrote {demo_copy / 'model.int8.onnx'} and int8_report.json",
+    ]
+    assert not any(line.startswith("  INT8 (OpenVINO") for line in lines)
+    assert not (demo_copy / "model.openvino.int8.xml").exists()
+    bundle = load_bundle(demo_copy)
+    assert bundle.manifest["openvino"] == openvino_section
+    assert bundle.manifest["int8"]["n"] == 2
+    assert json.loads((demo_copy / "int8_report.json").read_text())["openvino"] == {}
+
+
+def test_openvino_yes_without_nncf_is_refused_before_any_work(demo_copy, capsys, monkeypatch):
+    from calibration import calibrate
+
+    monkeypatch.setattr(calibrate, "OPENVINO_PACKAGES", ("nncf-that-is-not-installed",))
+    assert calibrate.openvino_skip_reason("auto") == (
+        "nncf-that-is-not-installed not installed (pip install 'asl-edge[calibrate]' for x86 CPU kiosks)"
+    )
+    assert main(["calibrate", str(demo_copy), "--clips", "synthetic", "--openvino", "yes"]) == 2
+    assert "--openvino yes: nncf-that-is-not-installed not installed" in capsys.readouterr().err
+    assert calibrate.openvino_skip_reason("no") == "--openvino no"
+
+
 def test_calibrate_errors_are_one_line(demo_copy, tmp_path, capsys):
     assert main(["calibrate", str(demo_copy), "--clips", str(tmp_path / "missing")]) == 2
     assert main(["calibrate", str(tmp_path / "nobundle"), "--clips", "synthetic"]) == 2
