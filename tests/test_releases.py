@@ -253,8 +253,9 @@ class Health(MqttSubscriber):
                 return payload
 
     def forget(self) -> None:
-        """Drop what a stopped daemon sent, so that the next one's messages are read alone."""
-        time.sleep(0.5)  # its last messages may still be on their way from the broker
+        """Drop what a stopped daemon sent, up to its last word (the offline status), so that the
+        next one's messages are read alone."""
+        self.until("status", lambda status: status["state"] == "offline", timeout_s=15)
         while not self.messages.empty():
             self.messages.get_nowait()
 
