@@ -67,6 +67,7 @@ def test_recognize_without_bundle_uses_the_demo_on_synth_videos(tmp_path, capsys
 
 
 @pytest.mark.slow
+@pytest.mark.buildtime  # trains with PyTorch in a subprocess, where tests/tiers.py cannot look
 def test_training_smoke_run_writes_a_working_bundle(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "convert.demo_model", "--out", str(tmp_path / "b"), "--smoke"],

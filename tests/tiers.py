@@ -8,7 +8,7 @@
   models, a resolution against PyPI).
 - ``unit``: everything else: ``python -m pytest -m unit`` is the fast inner loop. A unit test that
   starts a service anyway fails on the spot, naming the service, whatever tier is run.
-- ``buildtime``: the test needs the build-time stack (PyTorch, convert, calibration, NNCF); the
+- ``buildtime``: the test needs the build-time stack (PyTorch, ONNX, convert, calibration, NNCF); the
   Jetson lane (``scripts/jetson-lane.sh``) has none of it and leaves these out. Where PyTorch is
   not installed, modules that import it at the top are not collected and the rest are skipped,
   saying why.
@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 SERVICE_STARTERS = frozenset({"Mosquitto", "SeaweedFS", "running_daemon", "start_chromium", "Popen"})
-BUILDTIME_NAMES = frozenset({"torch", "convert", "calibration", "nncf", "onnxscript"})
+BUILDTIME_NAMES = frozenset({"torch", "convert", "calibration", "nncf", "onnx", "onnxscript"})
 # Set by the Jetson lane: a tiny bundle made beforehand by the build-time venv (tests/models.py),
 # so that the runtime tests using ``tiny_bundle`` run without PyTorch.
 PREBUILT_BUNDLE_ENV = "ASL_EDGE_TEST_TINY_BUNDLE"

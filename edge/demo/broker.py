@@ -56,6 +56,8 @@ class Mosquitto:
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:  # it could not listen (a port taken since it was chosen)
+                break
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return self
