@@ -4,7 +4,8 @@ and the fix:
 
 - ``config``: the checks of ``asl-edge check-config``;
 - ``model``: the bundle loads on the backend the daemon would choose and answers one inference
-  (its latency); where TensorRT is installed, an engine for this very device must be what runs;
+  (its latency); where TensorRT is installed, an engine for this very device must be what runs
+  (for a bundle of one's own; the demo bundle has none);
 - ``camera``: ``[source] uri`` delivers a few frames;
 - ``broker``: ``[mqtt]`` accepts a connection, with its TLS and password;
 - ``s3``: ``[sync]``'s credentials reach the bucket, and a small probe object is written there
@@ -196,6 +197,8 @@ def check_model(config: Config, _timeout_s: float) -> str:
     finally:
         backend.close()
     what = f"{bundle.spec.model_id} on {selection.backend}"
+    if not model.bundle:  # the placeholder the installer configures: no engine is expected for it
+        return f"{what}: one inference in {latency_ms:.0f} ms (the demo bundle: set [model] bundle to yours)"
     if tensorrt_available() and selection.backend != "tensorrt":
         raise PartFailed(
             f"TensorRT is installed but {what} would run on the CPU: {selection.reason}",
