@@ -3,8 +3,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# pytest-xdist workers: most tests wait on services, so more workers than cores pay off.
+PYTEST_JOBS ?= 3
 
-.PHONY: setup demo demo-clips test lint docs bench demo-model clean install uninstall
+.PHONY: setup demo demo-clips test test-jetson lint docs bench demo-model clean install uninstall
 
 setup:
 	scripts/bootstrap.sh $(VENV)
@@ -16,7 +18,11 @@ demo-clips: setup
 	$(PY) -m edge.demo.showcase
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS)
+
+# The runtime tests on the Jetson's NumPy, ONNX Runtime and OpenCV, in .venv-jetson.
+test-jetson: setup
+	PYTEST_JOBS=$(PYTEST_JOBS) scripts/jetson-lane.sh $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -42,4 +48,4 @@ uninstall:
 	scripts/uninstall.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-jetson .pytest_cache .mypy_cache .ruff_cache build *.egg-info

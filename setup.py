@@ -55,6 +55,7 @@ setup(
         "capture": ["PyGObject>=3.42,<3.51"],
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3.5",
             "ruff>=0.5",
             "mypy>=1.10",
             "psutil>=5.9",

@@ -1,9 +1,10 @@
 """``asl-edge calibrate``: the INT8 models of a bundle, their accuracy report, and their provenance.
 
 Writes ``model.int8.onnx`` (explicit QDQ, for TensorRT's INT8 build), ``model.openvino.int8.xml``
-with its ``.bin`` (NNCF, for OpenVINO on x86 CPU kiosks), ``int8_report.json`` and, where TensorRT
-is installed, ``calibration.cache`` from its entropy calibrator (the legacy path), and records
-them, with what they were calibrated and evaluated on and each accuracy gate's verdict, in the
+with its ``.bin`` (NNCF, for OpenVINO on x86 CPU kiosks; only where NNCF and OpenVINO are installed,
+or when asked for, so that a Jetson makes its TensorRT model without them), ``int8_report.json`` and,
+where TensorRT is installed, ``calibration.cache`` from its entropy calibrator (the legacy path),
+and records them, with what they were calibrated and evaluated on and each accuracy gate's verdict, in the
 manifest. Every stage reads its clips one at a time from the source (decoded again for each stage)
 and reports its progress, so memory stays flat in ``--count``. The default validation set follows
 the calibration source: a WLASL split's ``test`` subset, fresh synthetic clips (another seed) for
@@ -12,10 +13,11 @@ the synthetic signer, or the labelled folder itself.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,7 @@ from edge.core.bundle import (
     sha256_of,
     update_manifest,
 )
+from edge.core.errors import AslEdgeError
 from edge.runtime.backends.tensorrt.backend import tensorrt_available
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,47 @@ class CalibrationPlan:
     min_agreement: float = 0.95
     method: str = "entropy"
     video_root: Path | None = None
+    openvino: str = "auto"  # auto: where NNCF and OpenVINO are installed; yes: required; no: never
+
+
+class OpenVinoMissing(AslEdgeError):
+    """``--openvino yes`` where NNCF or OpenVINO is not installed."""
+
+
+OPENVINO_MODES = ("auto", "yes", "no")
+OPENVINO_PACKAGES = ("nncf", "openvino")
+
+
+@dataclass
+class Calibration:
+    """What a calibration wrote, its accuracy report, and why the OpenVINO model was not made."""
+
+    report: AccuracyReport
+    written: list[str] = field(default_factory=list)
+    openvino_skipped: str | None = None
+
+    def summary(self, bundle_dir: Path) -> str:
+        """What ``asl-edge calibrate`` prints on stdout after its progress."""
+        lines = [self.report.table()]
+        if self.openvino_skipped:
+            lines.append(f"INT8 (OpenVINO, NNCF): skipped: {self.openvino_skipped}")
+        first, *rest = self.written
+        files = ", ".join([str(bundle_dir / first), *rest[:-1]]) + (f" and {rest[-1]}" if rest else "")
+        lines.append(f"wrote {files}")
+        return "\n".join(lines)
+
+
+def openvino_skip_reason(mode: str) -> str | None:
+    """Why the OpenVINO INT8 model is not made (None: it is); OpenVinoMissing for ``yes`` without it."""
+    if mode == "no":
+        return "--openvino no"
+    missing = [name for name in OPENVINO_PACKAGES if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    reason = f"{' and '.join(missing)} not installed (pip install 'asl-edge[calibrate]' for x86 CPU kiosks)"
+    if mode == "yes":
+        raise OpenVinoMissing(f"--openvino yes: {reason}")
+    return reason
 
 
 def _validation_source(plan: CalibrationPlan) -> tuple[str, str]:
@@ -71,10 +115,14 @@ def _validation_source(plan: CalibrationPlan) -> tuple[str, str]:
 
 def calibrate_bundle(
     bundle_dir: Path, plan: CalibrationPlan, report_progress: Callable[[str], None] = lambda line: None
-) -> AccuracyReport:
-    """Write the INT8 models and the accuracy report; each stage reports its progress."""
+) -> Calibration:
+    """Write the INT8 models and the accuracy report; each stage reports its progress. A skipped
+    OpenVINO model leaves an earlier one, and its manifest entry, as they were."""
     bundle = load_bundle(bundle_dir)
     spec = bundle.spec
+    openvino_skipped = openvino_skip_reason(plan.openvino)
+    if openvino_skipped:
+        report_progress(f"INT8 (OpenVINO, NNCF): skipped: {openvino_skipped}")
 
     def calibration_clips() -> Iterator[np.ndarray]:
         clips = open_source(plan.clips, spec, plan.count, CALIBRATION_SEED, "train", plan.video_root)
@@ -89,10 +137,11 @@ def calibrate_bundle(
         plan.method,
         stage.step,
     )
-    stage = Progress("INT8 calibration (OpenVINO, NNCF)", used, report_progress)
-    quantize_for_openvino(
-        bundle.model_path, bundle_dir / OPENVINO_INT8_FILE, calibration_clips, used, stage.step
-    )
+    if not openvino_skipped:
+        stage = Progress("INT8 calibration (OpenVINO, NNCF)", used, report_progress)
+        quantize_for_openvino(
+            bundle.model_path, bundle_dir / OPENVINO_INT8_FILE, calibration_clips, used, stage.step
+        )
     source, subset = _validation_source(plan)
     validation = open_source(source, spec, plan.eval_count, VALIDATION_SEED, subset, plan.video_root)
     stage = Progress("accuracy", plan.eval_count, report_progress)
@@ -104,7 +153,7 @@ def calibrate_bundle(
         plan.margin,
         spec.num_classes,
         plan.min_agreement,
-        openvino_int8_path=bundle_dir / OPENVINO_INT8_FILE,
+        openvino_int8_path=None if openvino_skipped else bundle_dir / OPENVINO_INT8_FILE,
         on_clip=stage.step,
     )
     report.clips = {
@@ -121,10 +170,8 @@ def calibrate_bundle(
             "seed": VALIDATION_SEED if source == SYNTHETIC else None,
         },
     }
-    files = {
-        name: sha256_of(bundle_dir / name)
-        for name in (INT8_MODEL_FILE, OPENVINO_INT8_FILE, OPENVINO_INT8_WEIGHTS_FILE)
-    }
+    made = [INT8_MODEL_FILE] + ([] if openvino_skipped else [OPENVINO_INT8_FILE, OPENVINO_INT8_WEIGHTS_FILE])
+    files = {name: sha256_of(bundle_dir / name) for name in made}
     if tensorrt_available():
         from edge.runtime.backends.tensorrt.calibrator import write_calibration_cache
 
@@ -134,24 +181,27 @@ def calibrate_bundle(
         files[CALIBRATION_CACHE_FILE] = sha256_of(bundle_dir / CALIBRATION_CACHE_FILE)
     summary = report.to_dict()
     (bundle_dir / INT8_REPORT).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    update_manifest(
-        bundle_dir,
-        files=files,
-        sections={
-            "int8": {
-                "model": INT8_MODEL_FILE,
-                "report": INT8_REPORT,
-                **report.clips,
-                "int8_top1": report.int8_top1,
-                "fp32_top1": report.fp32_top1,
-                "agreement": report.agreement,
-                "n": report.n,
-                "verdict": report.verdict("int8"),
-            },
-            "openvino": {
-                "int8": {"model": OPENVINO_INT8_FILE, **summary["openvino"]["int8"]},  # type: ignore[index]
-                "bf16": summary["openvino"]["bf16"],  # type: ignore[index]
-            },
+    sections: dict[str, object] = {
+        "int8": {
+            "model": INT8_MODEL_FILE,
+            "report": INT8_REPORT,
+            **report.clips,
+            "int8_top1": report.int8_top1,
+            "fp32_top1": report.fp32_top1,
+            "agreement": report.agreement,
+            "n": report.n,
+            "verdict": report.verdict("int8"),
         },
-    )
-    return report
+    }
+    if not openvino_skipped:
+        sections["openvino"] = {
+            "int8": {"model": OPENVINO_INT8_FILE, **summary["openvino"]["int8"]},  # type: ignore[index]
+            "bf16": summary["openvino"]["bf16"],  # type: ignore[index]
+        }
+    update_manifest(bundle_dir, files=files, sections=sections)
+    written = [INT8_MODEL_FILE]
+    if not openvino_skipped:
+        written.append(f"{OPENVINO_INT8_FILE} (.bin)")
+    if CALIBRATION_CACHE_FILE in files:
+        written.append(CALIBRATION_CACHE_FILE)
+    return Calibration(report, [*written, INT8_REPORT], openvino_skipped)

@@ -24,15 +24,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         min_agreement=args.min_agreement,
         method=args.method,
         video_root=Path(args.video_root) if args.video_root else None,
+        openvino=args.openvino,
     )
-    report = calibrate_bundle(
+    done = calibrate_bundle(
         Path(args.bundle), plan, lambda line: print(f"asl-edge: {line}", file=sys.stderr, flush=True)
     )
-    print(report.table())
-    print(
-        f"wrote {Path(args.bundle) / 'model.int8.onnx'}, model.openvino.int8.xml (.bin) and int8_report.json"
-    )
-    return EXIT_OK if report.all_passed else EXIT_FAILURE
+    print(done.summary(Path(args.bundle)))
+    return EXIT_OK if done.report.all_passed else EXIT_FAILURE
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -115,6 +113,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     calibrate.add_argument("--method", choices=("entropy", "minmax", "percentile"), default="entropy")
     calibrate.add_argument("--video-root", help="WLASL videos folder (default: videos/ beside the split)")
+    calibrate.add_argument(
+        "--openvino",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="the OpenVINO INT8 model (NNCF): auto makes it where NNCF and OpenVINO are installed "
+        "(a Jetson needs neither), yes insists, no skips it",
+    )
     calibrate.set_defaults(handler=cmd_calibrate)
 
     verify = commands.add_parser("verify", help="compare a TensorRT engine with ONNX Runtime FP32")

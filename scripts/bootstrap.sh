@@ -36,8 +36,25 @@ fi
     echo "bootstrap: $python is older than Python 3.10" >&2; exit 1; }
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
-# Everything pinned; torch to its CPU build (an unpinned torch would pull a multi-GB CUDA build).
+# PyTorch's CPU build, from PyTorch's own CPU index where it answers: PyPI's torch for Linux x86_64
+# is the CUDA build (gigabytes with its nvidia-* wheels). Elsewhere the pin comes from pip's own
+# index (a local CPU wheel, where a machine provides one, is taken; the check below says which).
+torch_pin=$(grep -E '^torch==' "$here/requirements/ci.txt")
+cpu_index=${ASL_EDGE_TORCH_INDEX-https://download.pytorch.org/whl/cpu}
+if [[ -n $cpu_index ]] && "$venv/bin/python" -c 'import sys, urllib.request
+urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=10)' "$cpu_index" 2> /dev/null; then
+    echo "bootstrap: $torch_pin from PyTorch's CPU index ($cpu_index)"
+    "$venv/bin/python" -m pip install -q --no-deps --index-url "$cpu_index" "$torch_pin"
+else
+    echo "bootstrap: PyTorch's CPU index (${cpu_index:-none: ASL_EDGE_TORCH_INDEX is empty}) does not" \
+        "answer; $torch_pin comes from pip's configured index"
+fi
+# Everything pinned (requirements/ci.txt); a torch installed above already satisfies its pin.
 "$venv/bin/python" -m pip install -q -r "$here/requirements/ci.txt"
+"$venv/bin/python" -c 'import torch, sys
+cuda = torch.version.cuda
+print(f"bootstrap: torch {torch.__version__}: " + (f"a CUDA {cuda} build: set ASL_EDGE_TORCH_INDEX to a "
+      "reachable copy of https://download.pytorch.org/whl/cpu for the CPU one" if cuda else "the CPU build"))'
 "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$here"
 # TensorRT 10 type stubs for the static API check (tests/test_trt_api.py), kept outside
 # site-packages: installed there, their 'tensorrt' folder would look like an importable TensorRT.

@@ -5,8 +5,11 @@
 # a config at /etc/asl-edge/config.toml (an existing one is kept), empty credential files, and then
 # enables and (re)starts the service. Run it again to upgrade.
 #
-# Usage: sudo scripts/install.sh [--no-apt] [--no-user] [--no-systemd] [--print-apt-packages]
-#                                [--screen] [--screen-desktop]
+# Usage: sudo scripts/install.sh [--no-apt] [--no-user] [--no-systemd] [--no-doctor]
+#                                [--print-apt-packages] [--screen] [--screen-desktop]
+#   --no-doctor       skip the last step, 'asl-edge doctor' on the installed config (it tries
+#                     the camera, model, broker, S3, channel, disk and clock; a failure is the
+#                     install's exit status 1, after everything is in place)
 #   --screen          also the kiosk screen without a desktop: asl-edge-screen.service runs
 #                     Chromium in kiosk mode inside cage on tty1 (apt: cage; user asl-edge-screen)
 #   --screen-desktop  also the kiosk screen in a desktop session: an autostart entry
@@ -20,6 +23,8 @@
 #                      tensorrt imports, else none)
 #   ASL_EDGE_PACKAGE   what pip installs (default: this source tree; a built wheel works too)
 #   ASL_EDGE_PIP_ARGS  extra arguments for pip install (e.g. --no-deps offline)
+#   ASL_EDGE_CONSTRAINTS  pip constraints file (default: requirements/jetson.txt with the jetson
+#                      extra, else none; empty: none)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 root=${ASL_EDGE_ROOT:-}
@@ -35,12 +40,13 @@ apt_packages() {
     sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$here/requirements/jetson-apt.txt"
 }
 
-use_apt=1 use_user=1 use_systemd=1 use_screen=0 use_screen_desktop=0
+use_apt=1 use_user=1 use_systemd=1 use_doctor=1 use_screen=0 use_screen_desktop=0
 for arg in "$@"; do
     case $arg in
         --no-apt) use_apt=0 ;;
         --no-user) use_user=0 ;;
         --no-systemd) use_systemd=0 ;;
+        --no-doctor) use_doctor=0 ;;
         --screen) use_screen=1 ;;
         --screen-desktop) use_screen_desktop=1 ;;
         --print-apt-packages) apt_packages; exit 0 ;;
@@ -91,14 +97,17 @@ if [[ $extras == *jetson* && -d /usr/local/cuda ]]; then
     export CUDA_ROOT=/usr/local/cuda PATH="/usr/local/cuda/bin:$PATH"
     export LIBRARY_PATH="/usr/local/cuda/lib64/stubs${LIBRARY_PATH:+:$LIBRARY_PATH}"
 fi
-# JetPack 6 ships NumPy 1.x, and its TensorRT Python bindings were built against it: keep NumPy 1.x.
-constraints=()
-if [[ $extras == *jetson* ]]; then
-    constraints=("numpy<2")
+# On a Jetson every package is pinned to what scripts/jetson-constraints.sh resolved for JetPack 6
+# (CPython 3.10, aarch64), NumPy 1.x among them: JetPack's TensorRT bindings were built against it.
+constraints=${ASL_EDGE_CONSTRAINTS-auto}
+if [[ $constraints == auto ]]; then
+    constraints=""
+    [[ $extras == *jetson* ]] && constraints=$here/requirements/jetson.txt
 fi
 extras=${extras:+[$extras]}
-step "asl-edge$extras into $root$venv"
-"$root$venv/bin/python" -m pip install -q --upgrade "${pip_args[@]}" "$package$extras" "${constraints[@]}"
+step "asl-edge$extras into $root$venv${constraints:+ (constraints: $constraints)}"
+"$root$venv/bin/python" -m pip install -q --upgrade "${pip_args[@]}" ${constraints:+--constraint "$constraints"} \
+    "$package$extras"
 
 install -D -m 0644 "$here/systemd/$unit" "$root/etc/systemd/system/$unit"
 units=("$unit")
@@ -126,6 +135,18 @@ for credential in mqtt-password s3-credentials screen-token; do
         install -m 0600 /dev/null "$root/etc/asl-edge/credentials/$credential"
 done
 
+# What the service will meet, tried before it starts (the camera is free, and a broken part is
+# named now rather than in the journal): the installed config, with the service's credentials.
+doctor_failed=0
+if ((use_doctor)) && [[ -z $root ]]; then
+    step "asl-edge doctor --config /etc/asl-edge/config.toml"
+    [[ -d /run/systemd/system ]] && systemctl stop asl-edge.service 2> /dev/null || true
+    "$venv/bin/asl-edge" doctor --config /etc/asl-edge/config.toml --credentials /etc/asl-edge/credentials ||
+        doctor_failed=1
+elif ((use_doctor)); then
+    step "skipped asl-edge doctor (a staging root: run it on the device)"
+fi
+
 if ((!use_systemd)); then
     step "skipped systemctl (--no-systemd); enable with: systemctl enable --now ${units[*]}"
 elif [[ -z $root && -d /run/systemd/system ]]; then
@@ -137,4 +158,9 @@ else
     systemctl --root="${root:-/}" enable "${units[@]}"
     step "systemd is not running here (a container or a staging root): ${units[*]} enabled for the" \
         "next boot, not started"
+fi
+if ((doctor_failed)); then
+    echo "install: installed, but doctor found a problem above: fix it, then run" \
+        "asl-edge doctor --config /etc/asl-edge/config.toml" >&2
+    exit 1
 fi

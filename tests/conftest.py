@@ -1,23 +1,42 @@
 """Shared fixtures: small random I3D checkpoints, bundles converted from them, test videos, and a
-local HTTP server. Everything is made at test time; nothing is downloaded."""
+local HTTP server. Everything is made at test time; nothing is downloaded. PyTorch is imported only
+by the fixtures that need it, so the runtime tests also run where it is not installed (the Jetson
+lane); the suite's tiers (unit, service, slow) are assigned in tests/tiers.py."""
 
 from __future__ import annotations
 
 import functools
 import http.server
 import importlib.util
+import os
 import platform
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from convert.i3d import InceptionI3d
-from convert.random_model import randomize
+from tests.tiers import (
+    PREBUILT_BUNDLE_ENV,
+    _unit_tests_start_no_service,
+    pytest_collection_modifyitems,
+    pytest_ignore_collect,
+    pytest_report_header,
+)
+
+if TYPE_CHECKING:
+    from convert.i3d import InceptionI3d
+
+__all__ = [
+    "_unit_tests_start_no_service",
+    "pytest_collection_modifyitems",
+    "pytest_ignore_collect",
+    "pytest_report_header",
+]
 
 # What [model] backend = "auto" runs on this machine without TensorRT: OpenVINO on an x86 CPU where it
 # is installed (CI installs it), else ONNX Runtime.
@@ -32,6 +51,8 @@ TINY_FRAMES = 16
 
 
 def save_checkpoint(model: InceptionI3d, path: Path, prefix: str = "") -> Path:
+    import torch
+
     torch.save({prefix + key: value for key, value in model.state_dict().items()}, path)
     return path
 
@@ -68,6 +89,9 @@ def moving_blob_frames(count: int, size=(320, 240), colour=(0, 0, 255), seed: in
 
 @pytest.fixture(scope="session")
 def tiny_model() -> InceptionI3d:
+    from convert.i3d import InceptionI3d
+    from convert.random_model import randomize
+
     return randomize(InceptionI3d(TINY_CLASSES, width=TINY_WIDTH), seed=7)
 
 
@@ -82,11 +106,18 @@ def tiny_labels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tiny_checkpoint: Path, tiny_labels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint converted; or a copy of the one ``$ASL_EDGE_TEST_TINY_BUNDLE`` names,
+    made the same way beforehand (``python -m tests.models DIR``) where PyTorch is not installed."""
+    out = tmp_path_factory.mktemp("bundle") / "tiny"
+    prebuilt = os.environ.get(PREBUILT_BUNDLE_ENV)
+    if prebuilt:
+        shutil.copytree(prebuilt, out)
+        return out
     from convert.pipeline import convert_checkpoint
 
-    out = tmp_path_factory.mktemp("bundle") / "tiny"
-    convert_checkpoint(tiny_checkpoint, tiny_labels, TINY_FRAMES, out)
+    checkpoint = request.getfixturevalue("tiny_checkpoint")
+    convert_checkpoint(checkpoint, request.getfixturevalue("tiny_labels"), TINY_FRAMES, out)
     return out
 
 

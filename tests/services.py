@@ -173,12 +173,21 @@ def running_daemon(config: Path) -> Iterator[subprocess.Popen[str]]:
 
 class MqttSubscriber:
     """A plain paho client on the local broker subscribed to ``topic`` (QoS 1); each message goes
-    into ``messages`` as whatever ``record`` makes of it."""
+    into ``messages`` as whatever ``record`` makes of it. With a ``session`` name the session is
+    persistent: on a ``Mosquitto(persistent=True)`` broker, what is published while the client is
+    away (a broker restart) waits for it, so it never races the publisher to reconnect."""
 
-    def __init__(self, port: int, topic: str, record: Callable[[mqtt.MQTTMessage], Any]) -> None:
+    def __init__(
+        self, port: int, topic: str, record: Callable[[mqtt.MQTTMessage], Any], session: str = ""
+    ) -> None:
         self.messages: queue.Queue = queue.Queue()
         self.subscribed = threading.Event()  # set once the broker confirmed the subscription
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client = (
+            mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=session, clean_session=False)
+            if session
+            else mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        )
+        self.client.reconnect_delay_set(0.1, 1)
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = lambda _c, _u, m: self.messages.put(record(m))

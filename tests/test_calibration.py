@@ -101,6 +101,7 @@ def test_unknown_source_is_a_clear_error(demo_spec, tmp_path):
         open_source(str(tmp_path / "nope"), demo_spec, 1)
 
 
+@pytest.mark.slow
 def test_qdq_model_is_symmetric_per_channel_and_close_to_fp32(demo_spec, tmp_path):
     clips = [c.clip for c in open_source("synthetic", demo_spec, 6, seed=1)]
     used = quantize_to_qdq(load_bundle(ROOT_BUNDLE).model_path, tmp_path / "q.onnx", "clip", clips)
@@ -154,6 +155,7 @@ def test_compatibility_check_rejects_asymmetric_zero_points(tmp_path):
         check_tensorrt_compatible(model)
 
 
+@pytest.mark.slow
 def test_calibrate_command_writes_both_int8_models_report_and_manifest(demo_copy, capsys):
     options = ["--count", "4", "--eval-count", "12", "--margin", "0.1", "--min-agreement", "0.9"]
     code = main(["calibrate", str(demo_copy), "--clips", "synthetic", *options])
@@ -191,6 +193,7 @@ def test_calibrate_command_writes_both_int8_models_report_and_manifest(demo_copy
     assert bundle.manifest["openvino"]["int8"]["model"] == "model.openvino.int8.xml"
 
 
+@pytest.mark.slow
 def test_calibrate_on_too_few_clips_is_inconclusive_not_a_pass(demo_copy, capsys):
     code = main(["calibrate", str(demo_copy), "--clips", "synthetic", "--count", "1", "--eval-count", "2"])
     out = capsys.readouterr().out
@@ -199,6 +202,39 @@ def test_calibrate_on_too_few_clips_is_inconclusive_not_a_pass(demo_copy, capsys
     report = json.loads((demo_copy / "int8_report.json").read_text())
     assert (report["verdict"], report["passed"]) == ("INCONCLUSIVE", False)
     assert load_bundle(demo_copy).manifest["openvino"]["int8"]["passed"] is False
+
+
+@pytest.mark.slow
+def test_without_openvino_only_the_tensorrt_model_is_made_and_the_skip_is_said(demo_copy, capsys):
+    openvino_section = load_bundle(demo_copy).manifest["openvino"]
+    options = ["--count", "1", "--eval-count", "2", "--openvino", "no"]
+    assert main(["calibrate", str(demo_copy), "--clips", "synthetic", *options]) == 1  # 2 clips: inconclusive
+    captured = capsys.readouterr()
+    assert "asl-edge: INT8 (OpenVINO, NNCF): skipped: --openvino no" in captured.err
+    assert "NNCF" not in captured.err.replace("INT8 (OpenVINO, NNCF): skipped", "")
+    lines = captured.out.splitlines()
+    assert lines[-2:] == [
+        "INT8 (OpenVINO, NNCF): skipped: --openvino no",
+        f"wrote {demo_copy / 'model.int8.onnx'} and int8_report.json",
+    ]
+    assert not any(line.startswith("  INT8 (OpenVINO") for line in lines)
+    assert not (demo_copy / "model.openvino.int8.xml").exists()
+    bundle = load_bundle(demo_copy)
+    assert bundle.manifest["openvino"] == openvino_section
+    assert bundle.manifest["int8"]["n"] == 2
+    assert json.loads((demo_copy / "int8_report.json").read_text())["openvino"] == {}
+
+
+def test_openvino_yes_without_nncf_is_refused_before_any_work(demo_copy, capsys, monkeypatch):
+    from calibration import calibrate
+
+    monkeypatch.setattr(calibrate, "OPENVINO_PACKAGES", ("nncf-that-is-not-installed",))
+    assert calibrate.openvino_skip_reason("auto") == (
+        "nncf-that-is-not-installed not installed (pip install 'asl-edge[calibrate]' for x86 CPU kiosks)"
+    )
+    assert main(["calibrate", str(demo_copy), "--clips", "synthetic", "--openvino", "yes"]) == 2
+    assert "--openvino yes: nncf-that-is-not-installed not installed" in capsys.readouterr().err
+    assert calibrate.openvino_skip_reason("no") == "--openvino no"
 
 
 def test_calibrate_errors_are_one_line(demo_copy, tmp_path, capsys):

@@ -56,11 +56,11 @@ def _decode(payload: bytes) -> object:
 
 
 class Subscriber(MqttSubscriber):
-    """(topic, payload, arrival time) of each message."""
+    """(topic, payload, arrival time) of each message; subscribed when constructed."""
 
-    def __init__(self, port: int, topic: str) -> None:
-        super().__init__(port, topic, lambda m: (m.topic, _decode(m.payload), time.monotonic()))
-        time.sleep(0.2)
+    def __init__(self, port: int, topic: str, session: str = "") -> None:
+        super().__init__(port, topic, lambda m: (m.topic, _decode(m.payload), time.monotonic()), session)
+        assert self.subscribed.wait(10), "the broker did not confirm the subscription"
 
     def drain(self) -> list:
         items = []
@@ -107,8 +107,9 @@ def test_sentence_video_words_arrive_in_order(sentences, broker, tmp_path):
         process = _run(_config(tmp_path, folder / entry["file"], broker.port, realtime=False))
         _, err = process.communicate(timeout=120)
         assert process.returncode == 0, err[-2000:]
-        time.sleep(0.3)
-        recognized += [payload["word"] for _, payload, _ in subscriber.drain()]
+        _words_until(
+            subscriber, recognized, len(_predictions_stored(tmp_path / "state" / "asl-edge.db", 0.0))
+        )
         expected += entry["words"]
     subscriber.close()
     hits = sum(1 for a, b in zip(expected, recognized, strict=False) if a == b)
@@ -155,36 +156,76 @@ def test_feedback_and_sigterm_mid_sign(sentences, broker, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
-    time.sleep(0.3)
-    topics = [topic for topic, _, _ in subscriber.drain()]
+    # A clean stop says so: the retained status goes offline (no last will needed).
+    _wait_for(
+        lambda: any(t.endswith("/status") and p["state"] == "offline" for t, p, _ in subscriber.drain()),
+        10,
+        "the offline status",
+    )
     subscriber.close()
-    assert "asl/kiosk-test/status" in topics
     db = sqlite3.connect(tmp_path / "state" / "asl-edge.db")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 1
     assert db.execute("SELECT label FROM feedback").fetchone()[0] == "fine"
 
 
-def test_broker_restart_mid_run_delivers_queued_predictions(sentences, broker, tmp_path):
+def _predictions_stored(db: Path, after_s: float, before_s: float = float("inf")) -> list[str]:
+    """Ids of the predictions the daemon stored between two wall-clock times, oldest first."""
+    if not db.exists():
+        return []
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = connection.execute(
+            "SELECT id FROM predictions WHERE created_at > ? AND created_at < ? ORDER BY created_at",
+            (after_s, before_s),
+        ).fetchall()
+    except sqlite3.OperationalError:  # the daemon has not made its tables yet
+        return []
+    finally:
+        connection.close()
+    return [row[0] for row in rows]
+
+
+def _wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def test_broker_restart_mid_run_delivers_queued_predictions(sentences, tmp_path):
+    """The subscriber's session survives the restart (a persistent broker), so whatever the daemon
+    sends after it reconnects reaches it: the predictions stored during the outage must be among
+    what arrives, in order, and none is dropped."""
     folder, entries = sentences
-    subscriber = Subscriber(broker.port, "asl/kiosk-test/#")
+    broker = Mosquitto(_folder(tmp_path / "mqtt"), persistent=True).start()
+    subscriber = Subscriber(broker.port, "asl/kiosk-test/#", session="outage-witness")
+    db = tmp_path / "state" / "asl-edge.db"
     process = _run(_config(tmp_path, folder / entries[0]["file"], broker.port, loop=True))
     try:
-        assert any(t.endswith("/status") for t, _, _ in [subscriber.messages.get(timeout=20)])
-        subscriber.close()
+        _wait_for(lambda: any(t.endswith("/status") for t, _, _ in subscriber.drain()), 30, "online")
         broker.stop()
-        time.sleep(6)  # signs keep being recognized while the broker is away
+        down_at = time.time()
+        _wait_for(lambda: len(_predictions_stored(db, down_at)) >= 2, 60, "two signs during the outage")
         assert process.poll() is None, "the daemon must survive a broker outage"
+        up_at = time.time()
         broker.start()
-        subscriber = Subscriber(broker.port, "asl/kiosk-test/#")
-        predictions, health = [], None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (not predictions or health is None):
-            topic, payload, _ = subscriber.messages.get(timeout=20)
-            if topic.endswith("/prediction"):
-                predictions.append(payload)
-            elif topic.endswith("/health") and payload["predictions"] >= 2:
-                health = payload
+        during = _predictions_stored(db, down_at, up_at)
+        received: list[str] = []
+        health: dict = {}
+
+        def all_arrived() -> bool:
+            for topic, payload, _ in subscriber.drain():
+                if topic.endswith("/prediction"):
+                    received.append(payload["id"])
+                elif topic.endswith("/health"):
+                    health.update(payload)
+            return set(during) <= set(received) and health.get("mqtt_connected") is True
+
+        _wait_for(all_arrived, 40, "the outage's predictions")
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=15)
         assert process.returncode == 0, err[-2000:]
@@ -193,11 +234,25 @@ def test_broker_restart_mid_run_delivers_queued_predictions(sentences, broker, t
             process.kill()
             process.wait()
         subscriber.close()
-    assert predictions, "predictions made during the outage reach subscribers after reconnect"
-    assert health is not None
+        broker.stop()
+    assert [i for i in received if i in during] == during, "queued predictions arrive in order"
+    assert len(received) == len(set(received)), "a prediction arrived twice"
     assert health["mqtt_dropped"] == 0
-    db = sqlite3.connect(tmp_path / "state" / "asl-edge.db")
-    assert db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] >= len(predictions)
+
+
+def _words_until(subscriber: Subscriber, words: list[str], count: int) -> None:
+    """Drain the predictions' words into ``words`` until it holds ``count`` (all that were stored)."""
+
+    def enough() -> bool:
+        words.extend(payload["word"] for _, payload, _ in subscriber.drain())
+        return len(words) >= count
+
+    _wait_for(enough, 10, f"{count} predictions over MQTT")
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def test_failing_camera_is_restarted_and_reported(broker, tmp_path):
@@ -241,10 +296,10 @@ def test_sliding_mode_publishes_stable_words(sentences, broker, tmp_path):
     subscriber = Subscriber(broker.port, "asl/kiosk-test/prediction")
     process = _run(config)
     _, err = process.communicate(timeout=120)
-    time.sleep(0.3)
-    words = [payload["word"] for _, payload, _ in subscriber.drain()]
-    subscriber.close()
     assert process.returncode == 0, err[-2000:]
+    words: list[str] = []
+    _words_until(subscriber, words, len(_predictions_stored(tmp_path / "state" / "asl-edge.db", 0.0)))
+    subscriber.close()
     expected = entries[0]["words"]
     # Sliding windows straddle sign boundaries, so demand most words, in order, and no flood.
     found = sum(1 for word in expected if word in words)

@@ -39,6 +39,7 @@ def test_demo_bundle_is_the_default_and_says_it_is_synthetic():
     assert size < 4 * 1024 * 1024
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", HELD_OUT_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_demo_accuracy_on_fresh_clips(demo_recognizer, size):
     """At least 95% top-1 on clips from seeds the training never used, per frame size."""
@@ -51,6 +52,7 @@ def test_demo_accuracy_on_fresh_clips(demo_recognizer, size):
     assert hits / total >= 0.95, f"{hits}/{total} at {size}"
 
 
+@pytest.mark.slow
 def test_recognize_without_bundle_uses_the_demo_on_synth_videos(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ASL_EDGE_CONFIG", raising=False)
     monkeypatch.setattr("edge.core.config.DEFAULT_CONFIG_PATH", tmp_path / "none.toml")
@@ -64,6 +66,8 @@ def test_recognize_without_bundle_uses_the_demo_on_synth_videos(tmp_path, capsys
     assert correct >= 11
 
 
+@pytest.mark.slow
+@pytest.mark.buildtime  # trains with PyTorch in a subprocess, where tests/tiers.py cannot look
 def test_training_smoke_run_writes_a_working_bundle(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "convert.demo_model", "--out", str(tmp_path / "b"), "--smoke"],
@@ -83,6 +87,7 @@ def test_training_smoke_run_writes_a_working_bundle(tmp_path):
     assert "training" in result.stderr  # the progress bar
 
 
+@pytest.mark.slow
 def test_make_demo_prints_each_word_and_the_accuracy():
     result = subprocess.run(
         [sys.executable, "-m", "edge.demo.showcase", "--clips", "6", "--seed", "11"],
@@ -117,6 +122,7 @@ def test_demo_bundle_carries_a_passing_int8_report():
     assert bundle.manifest["int8"]["calibration"]["source"] == "synthetic"
 
 
+@pytest.mark.service  # asl-edge demo starts a broker and a daemon in its own process
 def test_live_demo_prints_words_from_the_daemon_and_the_summary():
     result = subprocess.run(
         [sys.executable, "-m", "asl_edge", "demo", "--fast", "--seed", "5"],

@@ -100,6 +100,7 @@ def _units_for(root: Path, folder: Path) -> list[Path]:
     return copies
 
 
+@pytest.mark.slow
 def test_install_creates_the_tree(installed: Path):
     asl_edge = installed / VENV.lstrip("/") / "bin" / "asl-edge"
     assert os.access(asl_edge, os.X_OK)
@@ -128,6 +129,7 @@ def test_install_creates_the_tree(installed: Path):
     assert "asl-edge" in groups["video"]
 
 
+@pytest.mark.slow
 def test_reinstall_keeps_the_config_and_credentials(installed: Path, wheel: Path, tmp_path: Path):
     root = tmp_path / "root"
     shutil.copytree(installed, root, symlinks=True)
@@ -141,6 +143,7 @@ def test_reinstall_keeps_the_config_and_credentials(installed: Path, wheel: Path
     assert (root / "etc/asl-edge/credentials/mqtt-password").read_text(encoding="utf-8") == "s3cret\n"
 
 
+@pytest.mark.slow
 def test_uninstall_keeps_data_unless_purged(installed: Path, tmp_path: Path):
     root = tmp_path / "root"
     shutil.copytree(installed, root, symlinks=True)
@@ -167,6 +170,7 @@ def test_uninstall_keeps_data_unless_purged(installed: Path, tmp_path: Path):
     assert not (root / "etc/asl-edge").exists()
 
 
+@pytest.mark.slow
 def test_install_with_the_kiosk_screen_and_uninstall(installed: Path, wheel: Path, tmp_path: Path):
     root = tmp_path / "root"
     shutil.copytree(installed, root, symlinks=True)
@@ -204,11 +208,13 @@ def test_desktop_autostart_entry_is_valid():
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
+@pytest.mark.slow
 def test_units_verify_without_any_warning(installed: Path, tmp_path: Path):
     result = _run("systemd-analyze", "verify", *_units_for(installed, tmp_path))
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
+@pytest.mark.slow
 def test_verify_reports_a_misspelt_key(installed: Path, tmp_path: Path):
     """The check above can fail: systemd-analyze only warns on unknown keys, on stderr."""
     (unit,) = [copy for copy in _units_for(installed, tmp_path) if copy.name == UNIT.name]
@@ -217,6 +223,7 @@ def test_verify_reports_a_misspelt_key(installed: Path, tmp_path: Path):
     assert "Unknown key 'ProtectHom'" in result.stderr
 
 
+@pytest.mark.slow
 def test_security_exposure_stays_low(installed: Path, tmp_path: Path):
     (unit,) = [copy for copy in _units_for(installed, tmp_path) if copy.name == UNIT.name]
     result = _run("systemd-analyze", "security", "--offline=true", "--no-pager", unit)

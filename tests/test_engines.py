@@ -177,6 +177,7 @@ def test_build_and_verify_without_tensorrt_are_clear_errors(tiny_bundle, capsys)
     assert errors == ["asl-edge: error: TensorRT is not installed (JetPack provides it on the Jetson)"] * 2
 
 
+@pytest.mark.slow
 def test_verify_comparison_with_two_real_backends(tiny_bundle, tmp_path, tiny_checkpoint, tiny_labels):
     from calibration.clips import random_clips
     from convert.i3d import InceptionI3d

@@ -18,6 +18,7 @@ from edge.core.bundle import load_bundle, sha256_of
 from tests.conftest import save_checkpoint, write_labels
 
 
+@pytest.mark.slow
 def test_export_is_static_opset17_without_stray_pads(tiny_model, tmp_path):
     model = export_onnx(tiny_model, 24, tmp_path / "m.onnx")
     assert [o.version for o in model.opset_import if o.domain == ""] == [17]
@@ -34,6 +35,7 @@ def test_export_is_static_opset17_without_stray_pads(tiny_model, tmp_path):
     assert inputs == [1, 3, 24, 224, 224]
 
 
+@pytest.mark.slow
 def test_parity_detects_a_different_model(tiny_model, tmp_path):
     export_onnx(tiny_model, 16, tmp_path / "m.onnx")
     good = check_parity(tiny_model, tmp_path / "m.onnx", clips=3)
@@ -68,6 +70,7 @@ def test_full_width_wlasl100_checkpoint_converts_within_tolerance(tmp_path):
     assert np.abs(actual - expected).max() <= 1e-3 * np.abs(expected).max()
 
 
+@pytest.mark.slow
 def test_convert_cli_writes_a_complete_bundle(tiny_checkpoint, tiny_labels, tmp_path, capsys):
     out = tmp_path / "b"
     assert (

@@ -40,7 +40,7 @@ class Watcher(MqttSubscriber):
         super().__init__(
             port, prefix + "#", lambda m: (m.topic[len(prefix) :], json.loads(m.payload), time.monotonic())
         )
-        time.sleep(0.2)
+        assert self.subscribed.wait(10), "the broker did not confirm the subscription"
 
     def next(self, suffix: str, predicate=lambda payload: True, timeout_s: float = 30.0) -> dict:
         """The next message on ``suffix`` that satisfies ``predicate``."""

@@ -24,11 +24,21 @@ def broker(tmp_path):
     service.stop()
 
 
-class Listener(MqttSubscriber):
-    """(topic, payload, retain) of each message."""
+@pytest.fixture
+def persistent_broker(tmp_path):
+    """A broker whose sessions survive its restarts: a listener subscribed before an outage gets
+    what is published after it, whoever reconnects first."""
+    service = Mosquitto(tmp_path, persistent=True).start()
+    yield service
+    service.stop()
 
-    def __init__(self, port: int, topic: str) -> None:
-        super().__init__(port, topic, lambda m: (m.topic, json.loads(m.payload), m.retain))
+
+class Listener(MqttSubscriber):
+    """(topic, payload, retain) of each message; ``session`` names a persistent session."""
+
+    def __init__(self, port: int, topic: str, session: str = "") -> None:
+        super().__init__(port, topic, lambda m: (m.topic, json.loads(m.payload), m.retain), session)
+        assert self.subscribed.wait(10), "the broker did not confirm the subscription"
 
     def next(self, timeout_s: float = 10.0):
         return self.messages.get(timeout=timeout_s)
@@ -82,7 +92,9 @@ def test_last_will_says_offline_when_the_process_dies(broker):
         listener.close()
 
 
-def test_predictions_wait_for_a_restarted_broker_in_order_and_overflow_is_counted(broker):
+def test_predictions_wait_for_a_restarted_broker_in_order_and_overflow_is_counted(persistent_broker):
+    broker = persistent_broker
+    listener = Listener(broker.port, "asl/test/prediction", session="listener")
     link = _link(_settings(broker.port, queue_limit=3))
     link.start()
     assert _wait(lambda: link.stats.connected)
@@ -92,8 +104,6 @@ def test_predictions_wait_for_a_restarted_broker_in_order_and_overflow_is_counte
         link.publish("prediction", {"id": f"p{index}", "word": "book"})
     assert (link.pending, link.stats.dropped) == (3, 2)
     broker.start()
-    listener = Listener(broker.port, "asl/test/prediction")
-    time.sleep(0.3)  # the listener subscribes before the link's reconnect backoff (1 s) ends
     ids = [listener.next(timeout_s=15)[1]["id"] for _ in range(3)]
     link.publish("prediction", {"id": "p5", "word": "go"})
     ids.append(listener.next()[1]["id"])
@@ -140,7 +150,6 @@ def test_feedback_round_trip_and_rejections(broker, tmp_path):
     link.start()
     assert _wait(lambda: link.stats.connected)
     acks = Listener(broker.port, "asl/test/feedback/ack")
-    time.sleep(0.2)
     sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     sender.connect("127.0.0.1", broker.port)
     sender.loop_start()
@@ -178,7 +187,7 @@ def test_username_with_password_file(tmp_path):
         accepted = _link(_settings(service.port, username="kiosk", password_file=str(tmp_path / "good")))
         accepted.start()
         assert _wait(lambda: accepted.stats.connected)
-        time.sleep(0.5)
+        assert _wait(lambda: refused.stats.error is not None)  # the broker answered it: no
         assert not refused.stats.connected
         refused.stop()
         accepted.stop()
@@ -203,7 +212,7 @@ def test_password_from_the_systemd_credential(tmp_path, monkeypatch):
         credential = _link(_settings(service.port, username="kiosk"))
         credential.start()
         assert _wait(lambda: credential.stats.connected)
-        time.sleep(0.5)
+        assert _wait(lambda: anonymous.stats.error is not None and explicit.stats.error is not None)
         assert not anonymous.stats.connected, "without the credential there is no password"
         assert not explicit.stats.connected, "an explicit password_file wins over the credential"
         for link in (anonymous, explicit, credential):
@@ -319,7 +328,9 @@ def test_an_empty_credential_is_no_password(tmp_path, monkeypatch):
     assert password_path(MqttConfig(username="kiosk")) == tmp_path / "mqtt-password"
 
 
-def test_health_never_takes_a_predictions_place_in_the_offline_queue(broker):
+def test_health_never_takes_a_predictions_place_in_the_offline_queue(persistent_broker):
+    broker = persistent_broker
+    listener = Listener(broker.port, "asl/test/+", session="listener")
     link = _link(_settings(broker.port, queue_limit=3))
     link.start()
     assert _wait(lambda: link.stats.connected)
@@ -331,7 +342,6 @@ def test_health_never_takes_a_predictions_place_in_the_offline_queue(broker):
         link.publish_periodic("health", {"tick": tick})
     assert (link.pending, link.stats.dropped) == (3, 0)
     broker.start()
-    listener = Listener(broker.port, "asl/test/+")
     received = []
     while len([topic for topic, _, _ in received if topic.endswith("prediction")]) < 3:
         received.append(listener.next(timeout_s=15))
@@ -351,9 +361,11 @@ def test_health_never_takes_a_predictions_place_in_the_offline_queue(broker):
     assert link.health().mqtt_delivered == 3
 
 
-def test_messages_in_flight_when_the_broker_dies_are_sent_once_to_the_next(broker):
+def test_messages_in_flight_when_the_broker_dies_are_sent_once_to_the_next(persistent_broker):
     """Paho had them (written, no PUBACK yet) when the broker died: they come back to the link's
     queue on reconnect and reach the next broker exactly once each."""
+    broker = persistent_broker
+    listener = Listener(broker.port, "asl/test/prediction", session="listener")
     link = _link(_settings(broker.port))
     link.start()
     assert _wait(lambda: link.stats.connected)
@@ -366,7 +378,6 @@ def test_messages_in_flight_when_the_broker_dies_are_sent_once_to_the_next(broke
     broker.process.wait()
     broker.process = None
     broker.start()
-    listener = Listener(broker.port, "asl/test/prediction")
     ids = [listener.next(timeout_s=20)[1]["id"] for _ in range(5)]
     time.sleep(1.0)
     assert listener.messages.empty(), "a message arrived twice"

@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import stat
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -144,14 +143,8 @@ def test_the_update_section_is_checked_whole(tmp_path, capsys):
     config = load_config(path)
     assert config.update.public_key == (str(tmp_path / "old.pub"), "/etc/asl-edge/new.pub")
     assert update_endpoint_url(config) == "http://127.0.0.1:8333"
-    run = subprocess.run(
-        [sys.executable, "-m", "asl_edge", "run", "--config", str(path)],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 2
-    assert f"update.public_key: cannot read {tmp_path / 'old.pub'}" in run.stderr
+    assert main(["run", "--config", str(path)]) == 2  # refused before anything starts
+    assert f"update.public_key: cannot read {tmp_path / 'old.pub'}" in capsys.readouterr().err
 
 
 def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites_one(tmp_path, capsys):
@@ -262,8 +255,9 @@ class Health(MqttSubscriber):
                 return payload
 
     def forget(self) -> None:
-        """Drop what a stopped daemon sent, so that the next one's messages are read alone."""
-        time.sleep(0.5)  # its last messages may still be on their way from the broker
+        """Drop what a stopped daemon sent, up to its last word (the offline status), so that the
+        next one's messages are read alone."""
+        self.until("status", lambda status: status["state"] == "offline", timeout_s=15)
         while not self.messages.empty():
             self.messages.get_nowait()
 

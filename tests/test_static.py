@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -17,6 +19,7 @@ def test_ruff_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_mypy_is_clean():
     result = _run(sys.executable, "-m", "mypy", "asl_edge", "edge", "convert", "calibration")
     assert result.returncode == 0, result.stdout + result.stderr

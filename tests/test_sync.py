@@ -34,7 +34,7 @@ from edge.runtime.health_schema import WorkerHealth
 from edge.runtime.store import DB_FILE, PredictionRecord, Store
 from edge.runtime.sync import CSV_COLUMNS, FeedbackSync, SyncBusy
 from tests.backlog import write_backlog
-from tests.services import SeaweedFS
+from tests.services import SeaweedFS, free_port_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 _buckets = itertools.count()
@@ -253,23 +253,57 @@ def _planned_but_uploaded(state: Path, s3: SeaweedFS, bucket: str) -> int:
     return sum(1 for batch in pending if batch.key in present)
 
 
-def test_killed_at_random_points_the_bucket_holds_every_row_exactly_once(s3, bucket, tmp_path):
+def _kill_between_upload_and_mark(config: Path, s3: SeaweedFS, bucket: str, state: Path) -> str:
+    """The one fault that matters, made on purpose: a batch planned (an upload that failed left it
+    so), then a pass that uploads it while the test holds the store's write lock, so that marking
+    it synced waits; the pass is killed once the object is in the bucket. Returns the batch key."""
+    unreachable = config.parent / "unreachable.toml"
+    unreachable.write_text(
+        config.read_text().replace(s3.endpoint_url, f"http://127.0.0.1:{free_port_pair()}") + "retries = 0\n",
+        encoding="utf-8",
+    )
+    assert main(["sync", "--config", str(unreachable)]) == 1
+    store = Store(state)
+    [planned] = store.pending_batches()
+    store.close()
+    lock = sqlite3.connect(state / DB_FILE, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # the pass can read and upload, but not mark
+    try:
+        process = _sync_cli(config)
+        deadline = time.monotonic() + 30
+        while planned.key not in _objects(s3, bucket):
+            assert process.poll() is None and time.monotonic() < deadline, (
+                "the planned batch was not uploaded"
+            )
+            time.sleep(0.02)
+        process.kill()
+        process.wait()
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    return planned.key
+
+
+def test_killed_between_upload_and_mark_or_at_random_the_bucket_holds_every_row_exactly_once(
+    s3, bucket, tmp_path
+):
     config = _config(tmp_path, s3, bucket, batch_rows=2)
     state = tmp_path / "state"
-    rng = random.Random(6)
     write_backlog(state, 600)
-    between_upload_and_mark, runs = 0, 0
-    while runs < 12 or (between_upload_and_mark == 0 and runs < 40):
+    key = _kill_between_upload_and_mark(config, s3, bucket, state)
+    assert _planned_but_uploaded(state, s3, bucket) == 1
+    store = Store(state)
+    assert [batch.key for batch in store.pending_batches()] == [key]
+    store.close()
+    rng = random.Random(6)
+    for run in range(3):  # and a few kills anywhere in a pass
         process = _sync_cli(config, "-v")
         assert process.stderr is not None
         process.stderr.readline()  # the first upload: from here on, every moment is upload or mark
         time.sleep(rng.uniform(0.0, 0.15))
         process.kill()
         process.wait()
-        runs += 1
-        between_upload_and_mark += _planned_but_uploaded(state, s3, bucket)
-        write_backlog(state, 3, seed=runs)
-    assert between_upload_and_mark >= 1, f"no kill landed between an upload and its mark in {runs} runs"
+        write_backlog(state, 3, seed=run + 1)
     final = _sync_cli(config)
     _, err = final.communicate(timeout=60)
     assert final.returncode == 0, err

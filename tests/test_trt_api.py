@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # mypy, twice
 ROOT = Path(__file__).resolve().parent.parent
 STUBS = Path(sys.prefix) / "trt-stubs"
 TENSORRT = "edge/runtime/backends/tensorrt/"

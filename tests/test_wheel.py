@@ -9,6 +9,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 OWN_TOP_LEVEL = {"asl_edge", "edge", "convert", "calibration"}
 FOREIGN = ("demo", "bench", "tests")

@@ -24,16 +24,27 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    """``extra`` is appended to the config (a ``password_file`` line turns anonymous access off)."""
+    """``extra`` is appended to the config (a ``password_file`` line turns anonymous access off).
+    ``persistent``: sessions, their queued messages and retained messages survive ``stop``/``start``
+    (saved in ``folder`` at every change), so a subscriber with a persistent session misses nothing
+    a restart would otherwise race it for."""
 
-    def __init__(self, folder: Path, port: int | None = None, extra: str = "") -> None:
+    def __init__(
+        self, folder: Path, port: int | None = None, extra: str = "", persistent: bool = False
+    ) -> None:
         self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.port = port or free_port()
         self.config = folder / "mosquitto.conf"
         anonymous = "false" if "password_file" in extra else "true"
+        persistence = (
+            f"persistence true\npersistence_location {folder}/\n"
+            "autosave_interval 1\nautosave_on_changes true\n"
+            if persistent
+            else "persistence false\n"
+        )
         # 'user root' keeps it from dropping to the mosquitto user, who could not read our files.
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous {anonymous}\npersistence false\nuser root\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous {anonymous}\n{persistence}user root\n"
             f"log_dest file {folder / 'mosquitto.log'}\n{extra}",
             encoding="utf-8",
         )
@@ -45,6 +56,8 @@ class Mosquitto:
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:  # it could not listen (a port taken since it was chosen)
+                break
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return self

@@ -1,7 +1,8 @@
 """The kiosk's commands: ``run``, ``recognize``, ``build`` (a TensorRT engine on the device),
 ``status``, ``sync``, ``screen`` (the kiosk's browser), ``homeassistant remove``, ``check-config``,
-``config-reference`` and ``health-reference``; and the workstation's side of model releases,
-``keygen`` and ``publish`` (same runtime dependencies as the kiosk that verifies)."""
+``doctor`` (each configured part tried for real), ``config-reference`` and ``health-reference``;
+and the workstation's side of model releases, ``keygen`` and ``publish`` (same runtime
+dependencies as the kiosk that verifies)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ from edge.core.command_line import (
     positive_int,
     print_error,
 )
+from edge.core.config import Config
 from edge.core.errors import AslEdgeError
+
+# Where scripts/install.sh keeps the service's credentials (and Dockerfile.jetson its image's).
+INSTALLED_CREDENTIALS = "/etc/asl-edge/credentials"
 
 
 def _open_recognizer(args: argparse.Namespace):
@@ -219,6 +224,37 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import os
+
+    from edge.core.config import find_config_path, read_config
+    from edge.runtime.doctor import FAIL, OK, examine
+
+    # The service reads its secrets from $CREDENTIALS_DIRECTORY; run by hand, doctor reads the same files.
+    if args.credentials:
+        os.environ["CREDENTIALS_DIRECTORY"] = args.credentials
+    elif "CREDENTIALS_DIRECTORY" not in os.environ and Path(INSTALLED_CREDENTIALS).is_dir():
+        os.environ["CREDENTIALS_DIRECTORY"] = INSTALLED_CREDENTIALS
+    path = find_config_path(args.config)
+    config, problems = (Config(), []) if path is None else read_config(path)
+    if problems:
+        for problem in problems:
+            print(f"config  FAIL: {problem}")
+        print_error(f"{path}: the config is refused (asl-edge check-config {path}); nothing else was tried")
+        return EXIT_BAD_INPUT
+    failed, tried = [], 0
+    for finding in examine(config, path, args.timeout_s):
+        print(finding.line(), flush=True)
+        tried += finding.status != "skipped"
+        if finding.status == FAIL:
+            failed.append(finding.part)
+    if failed:
+        print(f"doctor: {len(failed)} of {tried} parts failed: {', '.join(failed)}")
+        return EXIT_FAILURE
+    print(f"doctor: every configured part works ({tried} {OK})")
+    return EXIT_OK
+
+
 def cmd_config_reference(args: argparse.Namespace) -> int:
     from edge.core.config_doc import render_reference, write_reference
 
@@ -347,6 +383,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
     check.set_defaults(handler=cmd_check_config)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="try each configured part for real (camera, model, broker, S3, channel, disk, clock): "
+        "one line each, exit 1 when one fails",
+    )
+    doctor.add_argument("--config", help=CONFIG_HELP)
+    doctor.add_argument(
+        "--timeout-s", type=positive_float, default=20.0, help="seconds each part may take (default 20)"
+    )
+    doctor.add_argument(
+        "--credentials",
+        help="the service's credentials folder "
+        f"(default: $CREDENTIALS_DIRECTORY, else {INSTALLED_CREDENTIALS})",
+    )
+    doctor.set_defaults(handler=cmd_doctor)
 
     reference = commands.add_parser(
         "config-reference", help="every config key as Markdown tables, from the config schema"
