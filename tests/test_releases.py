@@ -34,6 +34,7 @@ from edge.runtime.releases import (
     sign_document,
 )
 from edge.runtime.store import DB_FILE
+from tests.browser import wait_for
 from tests.conftest import AUTO_CPU_BACKEND
 from tests.services import Mosquitto, MqttSubscriber, SeaweedFS, running_daemon
 
@@ -280,13 +281,20 @@ def _kiosk_config(
 
 
 def _stored_model_version(state: Path, prediction_id: str) -> str:
-    """The release version the kiosk's store recorded for a prediction (what its feedback syncs)."""
-    db = sqlite3.connect(f"{(state / DB_FILE).as_uri()}?mode=ro", uri=True)
-    try:
-        [(version,)] = db.execute("SELECT model_version FROM predictions WHERE id = ?", (prediction_id,))
-        return version
-    finally:
-        db.close()
+    """The release version the kiosk's store recorded for a prediction (what its feedback syncs),
+    once the feedback desk's thread has stored it (it is published first)."""
+
+    def stored() -> list[tuple[str]]:
+        db = sqlite3.connect(f"{(state / DB_FILE).as_uri()}?mode=ro", uri=True)
+        try:
+            return db.execute(
+                "SELECT model_version FROM predictions WHERE id = ?", (prediction_id,)
+            ).fetchall()
+        finally:
+            db.close()
+
+    [(version,)] = wait_for(stored, 10, f"prediction {prediction_id} in the store")
+    return version
 
 
 def _stop(daemon: subprocess.Popen) -> str:
