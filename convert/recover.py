@@ -24,7 +24,14 @@ from onnx import numpy_helper
 from convert.checkpoint import CheckpointError, build_model
 from convert.export import ExportError, ParityReport, check_parity
 from convert.i3d import BN_EPS, InceptionI3d
-from edge.core.bundle import CHECKPOINT_FILE, MANIFEST_FILE, load_bundle, sha256_of, update_manifest
+from edge.core.bundle import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_SECTION,
+    MANIFEST_FILE,
+    load_bundle,
+    sha256_of,
+    update_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +98,7 @@ def recover_checkpoint(bundle_dir: Path) -> tuple[Path, ParityReport]:
         bundle_dir,
         files={},
         sections={
-            "checkpoint": {
+            CHECKPOINT_SECTION: {
                 "file": CHECKPOINT_FILE,
                 "sha256": sha256_of(path),
                 "kind": RECOVERED_KIND,

@@ -1,0 +1,525 @@
+"""``asl-edge finetune``: a bundle's model, further trained on a field dataset, as a new bundle.
+
+The run starts from the bundle's ``checkpoint.pt`` (or a WLASL ``.pt`` given with ``--checkpoint``)
+and trains on the dataset's ``train`` split, mixed in every batch with replayed examples of what the
+model already knew (``convert.sources``: the synthetic signer, a folder of videos, a WLASL split),
+so that it learns the new without forgetting the old. Clips are the runtime's own model inputs
+(``edge.core.sampling``, ``edge.core.preprocess``); a field clip already holds the model's crops and
+is never cropped again. Augmentations are small and standard (``convert.augment``).
+
+BatchNorm trains with frozen statistics: a fine-tuning batch of a few clips is far too small for
+its statistics, and a bundle recovered from a folded ONNX model has identity BatchNorm whose
+statistics would be meaningless to re-estimate. The stem (every block before ``train_from``) is
+frozen too: it sees pixels, which mean the same for every signer, and leaving it out of the
+backward pass halves the cost of a step on a CPU.
+
+Deterministic: the batches, each example's augmentation and each step's dropout are functions of
+the seed and the step, so a run killed and resumed (``convert.train_state``) ends with the same
+weights as an uninterrupted one. Several processes run through ``torchrun`` (DDP; NCCL on GPUs,
+gloo on CPUs), each taking its slice of every global batch; CUDA trains in mixed precision. The new
+bundle is written by the convert path (ONNX export, parity check, manifest) with a ``lineage`` block
+and its own ``checkpoint.pt``, into a work directory first and then renamed into place whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from convert.augment import augment
+from convert.batches import FIELD, BatchPlan, Pick
+from convert.checkpoint import CheckpointError, load_checkpoint
+from convert.distributed import World, join_world
+from convert.field_dataset import FieldDataset, load_field_dataset
+from convert.i3d import InceptionI3d
+from convert.lineage import parent_licence, replay_licence
+from convert.pipeline import ConversionResult, write_bundle
+from convert.sources import SYNTHETIC, LabelledCrops, field_crops, open_crops, source_kind
+from convert.train_state import load_state, remove_work_dir, save_state, work_dir_for
+from edge.core.bundle import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_SECTION,
+    LINEAGE_SECTION,
+    Bundle,
+    load_bundle,
+    sha256_of,
+)
+from edge.core.errors import AslEdgeError
+
+log = logging.getLogger(__name__)
+
+NO_REPLAY = "none"
+TRAINABLE_FROM = (
+    "Conv3d_1a_7x7",
+    "Conv3d_2b_1x1",
+    "Conv3d_2c_3x3",
+    "Mixed_3b",
+    "Mixed_3c",
+    "Mixed_4b",
+    "Mixed_4c",
+    "Mixed_4d",
+    "Mixed_4e",
+    "Mixed_4f",
+    "Mixed_5b",
+    "Mixed_5c",
+    "logits",
+)
+
+
+class FinetuneError(AslEdgeError):
+    """Fine-tuning cannot start or its inputs do not fit the model."""
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """What decides a fine-tuning run's result (all of it is recorded in the new bundle)."""
+
+    epochs: int = 12
+    batch: int = 8  # per process
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.1
+    label_smoothing: float = 0.1
+    replay_fraction: float = 0.5
+    replay_count: int = 0  # 0: eight examples per class, at most 256
+    train_from: str = "Mixed_3b"
+    augment: bool = True
+    seed: int = 0
+    max_steps: int = 0  # 0: epochs decide; else stop after this many steps (quick runs)
+
+    def __post_init__(self) -> None:
+        if self.train_from not in TRAINABLE_FROM:
+            raise FinetuneError(f"train_from {self.train_from!r} is not one of {', '.join(TRAINABLE_FROM)}")
+        if not 0.0 <= self.replay_fraction <= 1.0:
+            raise FinetuneError(f"replay_fraction must be in [0, 1], got {self.replay_fraction}")
+
+
+@dataclass(frozen=True)
+class FinetuneJob:
+    bundle: Path
+    dataset: Path
+    out: Path
+    replay: str | None = None  # None: synthetic for the demo's glosses, else required
+    checkpoint: Path | None = None
+    device: str = "auto"
+    work_dir: Path | None = None
+    save_every: int = 10  # steps between saved states
+    parent_licence: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class TrainingExamples:
+    """Everything a run trains on, as uint8 crops in memory, with what was left out and why."""
+
+    field: list[LabelledCrops]
+    replay: list[LabelledCrops]
+    unknown_glosses: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    def pool(self, pool: int) -> list[LabelledCrops]:
+        return self.field if pool == FIELD else self.replay
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    conversion: ConversionResult | None  # None on processes other than 0
+    steps: int
+    resumed_from: int
+    train_s: float
+    cpu_s: float
+    final_loss: float
+    val_top1: float | None
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+
+def _parent_weights(bundle: Bundle, checkpoint: Path | None) -> tuple[InceptionI3d, Path]:
+    """The model to start from and the file it came from (its sha256 goes into the lineage)."""
+    if checkpoint is None:
+        recorded = bundle.manifest.get(CHECKPOINT_SECTION)
+        checkpoint = bundle.path / CHECKPOINT_FILE
+        if not checkpoint.is_file():
+            raise FinetuneError(
+                f"{bundle.path} has no {CHECKPOINT_FILE}: pass --checkpoint with the PyTorch weights it "
+                "was converted from (or convert with --keep-checkpoint)"
+            )
+        expected = recorded.get("sha256") if isinstance(recorded, dict) else None
+        if expected != sha256_of(checkpoint):
+            raise FinetuneError(
+                f"{checkpoint}: sha256 does not match the manifest's {CHECKPOINT_SECTION} record; "
+                "it is not the checkpoint of this bundle"
+            )
+    try:
+        model = load_checkpoint(checkpoint)
+    except CheckpointError as exc:
+        raise FinetuneError(str(exc)) from exc
+    spec = bundle.spec
+    if model.num_classes != spec.num_classes:
+        raise FinetuneError(
+            f"{checkpoint} has {model.num_classes} classes, the bundle {spec.num_classes}; "
+            "fine-tune from the checkpoint the bundle was converted from"
+        )
+    return model, checkpoint
+
+
+def _resolve_replay(job: FinetuneJob, bundle: Bundle) -> str:
+    from edge.demo.signer import GLOSSES
+
+    if job.replay is not None:
+        return job.replay
+    if bundle.spec.labels == GLOSSES:
+        return SYNTHETIC
+    raise FinetuneError(
+        "pass --replay with the data the model was trained on (a WLASL split nslt_N.json, a folder "
+        "of labelled videos) so that it does not forget it, or --replay none"
+    )
+
+
+def replay_count(settings: FinetuneSettings, num_classes: int) -> int:
+    return settings.replay_count or min(8 * num_classes, 256)
+
+
+def load_examples(
+    bundle: Bundle, dataset: FieldDataset, replay: str, settings: FinetuneSettings
+) -> TrainingExamples:
+    """The dataset's train split and the replayed examples (``hold_out``: never their test part)."""
+    spec = bundle.spec
+    examples = TrainingExamples([], [])
+    for item in field_crops(dataset, spec, "train"):
+        if item.label is None:
+            examples.unknown_glosses[item.gloss or "?"] += 1
+        else:
+            examples.field.append(item)
+    if examples.unknown_glosses:
+        log.warning(
+            "left out %d examples of words the model does not know: %s",
+            sum(examples.unknown_glosses.values()),
+            ", ".join(sorted(examples.unknown_glosses)),
+        )
+    if replay != NO_REPLAY:
+        count = replay_count(settings, spec.num_classes)
+        items = open_crops(replay, spec, count, settings.seed, "train", hold_out=True)
+        examples.replay = [item for item in items if item.label is not None]
+    if not examples.field:
+        raise FinetuneError(f"{dataset.root}: no train examples of the model's words")
+    return examples
+
+
+def _freeze(model: InceptionI3d, train_from: str) -> list[nn.Parameter]:
+    """Freeze every block before ``train_from``; returns the trainable parameters."""
+    frozen = True
+    trainable: list[nn.Parameter] = []
+    for name, module in model.named_children():
+        frozen = frozen and name != train_from
+        for parameter in module.parameters():
+            parameter.requires_grad_(not frozen)
+            if not frozen:
+                trainable.append(parameter)
+    return trainable
+
+
+def _train_mode(model: nn.Module) -> None:
+    """Dropout on, BatchNorm statistics frozen (see the module's docstring)."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm3d):
+            module.eval()
+
+
+def learning_rate(settings: FinetuneSettings, step: int, total: int) -> float:
+    """Linear warm-up, then a cosine decay to zero: a pure function of the step."""
+    warmup = max(1, round(total * settings.warmup_fraction))
+    if step < warmup:
+        return settings.learning_rate * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return settings.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _inputs(crops: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """uint8 ``(B, T, H, W, 3)`` BGR to float ``(B, 3, T, H, W)`` in [-1, 1], channels-last in
+    memory (the layout 3D convolutions train fastest in)."""
+    tensor = torch.from_numpy(np.stack(crops)).to(device, non_blocking=True)
+    return tensor.permute(0, 4, 1, 2, 3).float().mul_(2.0 / 255.0).sub_(1.0)
+
+
+def _batch_crops(examples: TrainingExamples, picks: list[Pick], augmented: bool) -> list[np.ndarray]:
+    crops = []
+    for pick in picks:
+        clip = examples.pool(pick.pool)[pick.index].crops
+        crops.append(augment(clip, np.random.default_rng(pick.seed)) if augmented else clip)
+    return crops
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.default_rng([seed, step, rank, 7]).integers(2**62))
+
+
+def _top1(model: InceptionI3d, items: list[LabelledCrops], device: torch.device) -> float | None:
+    """Top-1 on held-out examples (the dataset's val split), without augmentation."""
+    labelled = [item for item in items if item.label is not None]
+    if not labelled:
+        return None
+    model.eval()
+    hits = 0
+    with torch.no_grad():
+        for item in labelled:
+            logits = model(_inputs([item.crops], device)).mean(dim=2)
+            hits += int(logits.argmax(1).item() == item.label)
+    return hits / len(labelled)
+
+
+def _model_stem(parent_model_id: str) -> str:
+    """``demo_i3d-bb6825e7`` -> ``demo_i3d-ft`` (and a fine-tuned model's stem stays the same)."""
+    stem = re.sub(r"-[0-9a-f]{8}$", "", parent_model_id)
+    return stem if stem.endswith("-ft") else f"{stem}-ft"
+
+
+def _fingerprint(
+    settings: FinetuneSettings,
+    checkpoint_sha: str,
+    dataset: FieldDataset,
+    replay: str,
+    world: World,
+    examples: TrainingExamples,
+) -> dict[str, Any]:
+    return {
+        "settings": dataclasses.asdict(settings),
+        "parent_checkpoint_sha256": checkpoint_sha,
+        "dataset_version": dataset.version,
+        "replay": replay,
+        "examples": [len(examples.field), len(examples.replay)],
+        "world_size": world.size,
+        "device": world.device.type,
+        "torch": torch.__version__,
+    }
+
+
+def finetune(
+    job: FinetuneJob,
+    settings: FinetuneSettings,
+    report: Callable[[str], None] = lambda line: None,
+) -> FinetuneResult:
+    """Train, export and write the new bundle (process 0); every process returns the result."""
+    out = Path(job.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FinetuneError(f"{out} exists; choose a new --out (a bundle is never overwritten)")
+    bundle = load_bundle(job.bundle)
+    dataset = load_field_dataset(job.dataset)
+    replay = _resolve_replay(job, bundle)
+    if replay != NO_REPLAY:
+        source_kind(replay)
+    model, checkpoint = _parent_weights(bundle, job.checkpoint)
+    checkpoint_sha = sha256_of(checkpoint)
+    world = join_world(job.device)
+    try:
+        return _run(job, settings, report, bundle, dataset, replay, model, checkpoint_sha, world)
+    finally:
+        world.close()
+
+
+def _run(
+    job: FinetuneJob,
+    settings: FinetuneSettings,
+    report: Callable[[str], None],
+    bundle: Bundle,
+    dataset: FieldDataset,
+    replay: str,
+    model: InceptionI3d,
+    checkpoint_sha: str,
+    world: World,
+) -> FinetuneResult:
+    started, cpu_started = time.monotonic(), time.process_time()
+    examples = load_examples(bundle, dataset, replay, settings)
+    report(
+        f"training on {len(examples.field)} field examples and {len(examples.replay)} replayed "
+        f"({replay}); {world.size} process(es) on {world.device.type}"
+    )
+    plan = BatchPlan(
+        [item.label for item in examples.field],  # type: ignore[misc]
+        [item.label for item in examples.replay],  # type: ignore[misc]
+        settings.batch * world.size,
+        settings.replay_fraction,
+        settings.seed,
+    )
+    total = settings.max_steps or settings.epochs * plan.steps_per_epoch
+    device = world.device
+    model = model.to(device).to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    trainable = _freeze(model, settings.train_from)
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    fingerprint = _fingerprint(settings, checkpoint_sha, dataset, replay, world, examples)
+    work = job.work_dir or work_dir_for(Path(job.out))
+    state = load_state(work, fingerprint)
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start = int(state["step"])
+        report(f"resumed from {work} after step {start} of {total}")
+    network: nn.Module = model
+    if world.distributed:
+        network = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if amp else None, broadcast_buffers=False
+        )
+    bar = tqdm(
+        total=total, initial=start, desc="fine-tuning", unit="step", disable=not (job.progress and world.main)
+    )
+    recent: list[float] = []
+    for step in range(start, total):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(settings, step, total)
+        picks = plan.batch(step)[world.rank :: world.size]
+        inputs = _inputs(_batch_crops(examples, picks, settings.augment), device)
+        targets = torch.tensor([examples.pool(p.pool)[p.index].label for p in picks], device=device)
+        torch.manual_seed(_step_seed(settings.seed, step, world.rank))  # this step's dropout
+        _train_mode(network)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = network(inputs).mean(dim=2)
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=settings.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        recent = [*recent[-19:], float(loss.item())]
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")
+        done = step + 1
+        if world.main and (done % job.save_every == 0 or done == total):
+            save_state(
+                work,
+                fingerprint,
+                done,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                },
+            )
+    bar.close()
+    world.barrier()
+    train_s, cpu_s = time.monotonic() - started, time.process_time() - cpu_started
+    val_items = list(field_crops(dataset, bundle.spec, "val"))
+    val_top1 = _top1(model, val_items, device)
+    final_loss = sum(recent) / len(recent) if recent else float("nan")
+    lineage = _lineage(job, settings, bundle, dataset, replay, checkpoint_sha, examples, world, total)
+    lineage["training"].update(
+        {
+            "steps": total,
+            "resumed_from_step": start,
+            "train_s": round(train_s, 1),
+            "cpu_s": round(cpu_s, 1),
+            "final_loss": round(final_loss, 4),
+            "val_top1": val_top1,
+            "val_examples": len(val_items),
+        }
+    )
+    conversion = None
+    if world.main:
+        conversion = _write(job, bundle, model, work, lineage)
+        remove_work_dir(work)
+    world.barrier()
+    return FinetuneResult(conversion, total, start, train_s, cpu_s, final_loss, val_top1, lineage)
+
+
+def _lineage(
+    job: FinetuneJob,
+    settings: FinetuneSettings,
+    bundle: Bundle,
+    dataset: FieldDataset,
+    replay: str,
+    checkpoint_sha: str,
+    examples: TrainingExamples,
+    world: World,
+    total: int,
+) -> dict[str, Any]:
+    replay_entry: dict[str, Any] = {"source": replay}
+    if replay != NO_REPLAY:
+        kind = source_kind(replay)
+        replay_entry.update(
+            {
+                "kind": kind,
+                "subset": "train",
+                "examples": len(examples.replay),
+                "licence": replay_licence(replay),
+                **({"seed": settings.seed} if kind == "synthetic" else {}),
+            }
+        )
+    parent = parent_licence(bundle.manifest, job.parent_licence)
+    return {
+        "parent_model_id": bundle.spec.model_id,
+        "parent_checkpoint_sha256": checkpoint_sha,
+        "parent_bundle": str(bundle.path),
+        "dataset_version": dataset.version,
+        "dataset": dataset.describe(),
+        "replay": replay_entry,
+        "training": {
+            **dataclasses.asdict(settings),
+            "steps_planned": total,
+            "field_examples": len(examples.field),
+            "replay_examples": len(examples.replay),
+            "unknown_glosses_left_out": dict(examples.unknown_glosses),
+            "processes": world.size,
+            "device": world.device.type,
+            "mixed_precision": world.device.type == "cuda",
+            "batchnorm": "frozen statistics",
+            "torch": torch.__version__,
+        },
+        "licences": {
+            "parent_weights": parent,
+            "dataset": dataset.licence,
+            "replay": replay_entry.get("licence", "no replay"),
+        },
+    }
+
+
+def _write(
+    job: FinetuneJob, bundle: Bundle, model: InceptionI3d, work: Path, lineage: dict[str, Any]
+) -> ConversionResult:
+    """Export the model into ``work/bundle`` through the convert path, then move it into place."""
+    cpu_model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
+    weights = work / CHECKPOINT_FILE
+    torch.save({k: v.detach().contiguous() for k, v in cpu_model.state_dict().items()}, weights)
+    staged = work / "bundle"
+    spec = bundle.spec
+    extra: dict[str, Any] = {LINEAGE_SECTION: lineage}
+    if "note" in bundle.manifest:
+        extra["note"] = bundle.manifest["note"]
+    result = write_bundle(
+        cpu_model,
+        list(spec.labels),
+        spec.frames,
+        staged,
+        _model_stem(spec.model_id),
+        {
+            "checkpoint": CHECKPOINT_FILE,
+            "checkpoint_sha256": sha256_of(weights),
+            "labels": "labels.txt",
+            "fine_tuned_from": spec.model_id,
+        },
+        spec.preprocessing,
+        sampling=spec.sampling,
+        extra=extra,
+        checkpoint=weights,
+    )
+    out = Path(job.out)
+    if out.is_dir():
+        out.rmdir()  # empty: checked before training
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, out)
+    return dataclasses.replace(result, bundle=out)
