@@ -24,7 +24,7 @@ from calibration.gate import GateRules, Paired, Verdict, judge
 from calibration.progress import Progress
 from calibration.runners import ort_runner
 from convert.field_dataset import load_field_dataset
-from convert.sources import SYNTHETIC, ClipSourceError, open_source, source_kind
+from convert.sources import SYNTHETIC, ClipSourceError, knows_synthetic_glosses, open_source, source_kind
 from edge.core.atomic import atomic_write_text
 from edge.core.bundle import (
     GATE_SECTION,
@@ -97,9 +97,7 @@ def default_regression(candidate: Bundle) -> tuple[str, int]:
     if isinstance(source, str) and source != "none":
         trained_seed = replay.get("seed") if isinstance(replay, dict) else None
         return source, REGRESSION_SEED + (1 if trained_seed == REGRESSION_SEED else 0)
-    from edge.demo.signer import GLOSSES
-
-    if candidate.spec.labels == GLOSSES:
+    if knows_synthetic_glosses(candidate.spec):
         return SYNTHETIC, REGRESSION_SEED
     raise ClipSourceError(
         "the candidate's lineage names no replay source: pass --regression with what the baseline "

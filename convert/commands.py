@@ -65,6 +65,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     defaults = FinetuneSettings()
     settings = FinetuneSettings(
+        steps=args.steps or defaults.steps,
         epochs=args.epochs or defaults.epochs,
         batch=args.batch or defaults.batch,
         learning_rate=args.learning_rate or defaults.learning_rate,
@@ -73,7 +74,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         train_from=args.train_from or defaults.train_from,
         augment=not args.no_augment,
         seed=args.seed,
-        max_steps=args.steps or 0,
     )
     job = FinetuneJob(
         bundle=Path(args.bundle),
@@ -139,7 +139,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="what the model knew, replayed in every batch: 'synthetic' (the default for the demo "
         "model), a folder of labelled videos (asl-edge synth), a WLASL split (nslt_N.json), or 'none'",
     )
-    tune.add_argument("--epochs", type=positive_int, help="passes over the dataset's train split (12)")
+    tune.add_argument(
+        "--epochs", type=positive_int, help="passes over the dataset's train split (instead of --steps)"
+    )
+    tune.add_argument("--steps", type=positive_int, help="training steps (150: about 5 minutes on 2 cores)")
     tune.add_argument("--seed", type=int, default=0, help="same seed and inputs, same weights (0)")
     tune.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present"
@@ -155,9 +158,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         type=positive_int,
         help="replayed examples held in memory (8 per class, at most 256)",
     )
-    tune.add_argument("--train-from", help="first block that trains; those before stay frozen (Mixed_3b)")
+    tune.add_argument("--train-from", help="first block that trains; those before stay frozen (Mixed_4b)")
     tune.add_argument("--no-augment", action="store_true", help="train on the clips exactly as they are")
-    tune.add_argument("--steps", type=positive_int, help="stop after this many steps (quick trial runs)")
     tune.add_argument("--work-dir", help="where the resumable state lives (default: OUT.partial)")
     tune.add_argument("--save-every", type=positive_int, default=10, help="steps between saved states (10)")
     tune.add_argument("--parent-licence", help="the licence of the starting weights, for the lineage")

@@ -42,6 +42,15 @@ class World:
         if self.distributed:
             dist.barrier()
 
+    def agree(self, value: float) -> bool:
+        """Whether every process holds the same ``value`` (e.g. a digest of its weights)."""
+        if not self.distributed:
+            return True
+        mine = torch.tensor([value], dtype=torch.float64, device=self.device)
+        values = [torch.zeros_like(mine) for _ in range(self.size)]
+        dist.all_gather(values, mine)
+        return all(bool(torch.equal(v, mine)) for v in values)
+
     def close(self) -> None:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()

@@ -9,9 +9,11 @@ is never cropped again. Augmentations are small and standard (``convert.augment`
 
 BatchNorm trains with frozen statistics: a fine-tuning batch of a few clips is far too small for
 its statistics, and a bundle recovered from a folded ONNX model has identity BatchNorm whose
-statistics would be meaningless to re-estimate. The stem (every block before ``train_from``) is
-frozen too: it sees pixels, which mean the same for every signer, and leaving it out of the
-backward pass halves the cost of a step on a CPU.
+statistics would be meaningless to re-estimate. The blocks before ``train_from`` (by default the
+stem and Mixed_3b/3c, at full resolution) are frozen too: they see local motion and edges, which
+mean the same for every signer, and leaving them out of the backward pass makes a step cheaper on
+a CPU. The default budget is a fixed number of steps, so a run takes the same time whatever the
+dataset's size; ``epochs`` counts passes over the field examples instead.
 
 Deterministic: the batches, each example's augmentation and each step's dropout are functions of
 the seed and the step, so a run killed and resumed (``convert.train_state``) ends with the same
@@ -49,7 +51,14 @@ from convert.field_dataset import FieldDataset, load_field_dataset
 from convert.i3d import InceptionI3d
 from convert.lineage import parent_licence, replay_licence
 from convert.pipeline import ConversionResult, write_bundle
-from convert.sources import SYNTHETIC, LabelledCrops, field_crops, open_crops, source_kind
+from convert.sources import (
+    SYNTHETIC,
+    LabelledCrops,
+    field_crops,
+    knows_synthetic_glosses,
+    open_crops,
+    source_kind,
+)
 from convert.train_state import load_state, remove_work_dir, save_state, work_dir_for
 from edge.core.bundle import (
     CHECKPOINT_FILE,
@@ -89,7 +98,8 @@ class FinetuneError(AslEdgeError):
 class FinetuneSettings:
     """What decides a fine-tuning run's result (all of it is recorded in the new bundle)."""
 
-    epochs: int = 12
+    steps: int = 150  # the training budget, whatever the dataset's size (see epochs)
+    epochs: int = 0  # when set: this many passes over the field examples instead of ``steps``
     batch: int = 8  # per process
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
@@ -97,10 +107,9 @@ class FinetuneSettings:
     label_smoothing: float = 0.1
     replay_fraction: float = 0.5
     replay_count: int = 0  # 0: eight examples per class, at most 256
-    train_from: str = "Mixed_3b"
+    train_from: str = "Mixed_4b"
     augment: bool = True
     seed: int = 0
-    max_steps: int = 0  # 0: epochs decide; else stop after this many steps (quick runs)
 
     def __post_init__(self) -> None:
         if self.train_from not in TRAINABLE_FROM:
@@ -177,11 +186,9 @@ def _parent_weights(bundle: Bundle, checkpoint: Path | None) -> tuple[InceptionI
 
 
 def _resolve_replay(job: FinetuneJob, bundle: Bundle) -> str:
-    from edge.demo.signer import GLOSSES
-
     if job.replay is not None:
         return job.replay
-    if bundle.spec.labels == GLOSSES:
+    if knows_synthetic_glosses(bundle.spec):
         return SYNTHETIC
     raise FinetuneError(
         "pass --replay with the data the model was trained on (a WLASL split nslt_N.json, a folder "
@@ -304,7 +311,7 @@ def _fingerprint(
         "examples": [len(examples.field), len(examples.replay)],
         "world_size": world.size,
         "device": world.device.type,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
 
 
@@ -355,7 +362,7 @@ def _run(
         settings.replay_fraction,
         settings.seed,
     )
-    total = settings.max_steps or settings.epochs * plan.steps_per_epoch
+    total = settings.epochs * plan.steps_per_epoch if settings.epochs else settings.steps
     device = world.device
     model = model.to(device).to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     trainable = _freeze(model, settings.train_from)
@@ -412,7 +419,9 @@ def _run(
                 },
             )
     bar.close()
-    world.barrier()
+    digest = float(sum(p.detach().double().sum() for p in model.parameters()))
+    if not world.agree(digest):
+        raise FinetuneError("the processes ended with different weights: DDP did not keep them in step")
     train_s, cpu_s = time.monotonic() - started, time.process_time() - cpu_started
     val_items = list(field_crops(dataset, bundle.spec, "val"))
     val_top1 = _top1(model, val_items, device)
@@ -478,7 +487,7 @@ def _lineage(
             "device": world.device.type,
             "mixed_precision": world.device.type == "cuda",
             "batchnorm": "frozen statistics",
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
         },
         "licences": {
             "parent_weights": parent,

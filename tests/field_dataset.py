@@ -32,9 +32,9 @@ SIZES = ((640, 480), (640, 360), (480, 640), (800, 600))
 SUBSETS = ("train",) * 14 + ("val",) * 3 + ("test",) * 3  # ~70/15/15, as the builder's default
 
 
-def subset_of(prediction_id: str) -> str:
+def subset_of(prediction_id: str, subsets: tuple[str, ...] = SUBSETS) -> str:
     """The split by a hash of the id: stable as the data grows."""
-    return SUBSETS[int(hashlib.sha256(prediction_id.encode()).hexdigest(), 16) % len(SUBSETS)]
+    return subsets[int(hashlib.sha256(prediction_id.encode()).hexdigest(), 16) % len(subsets)]
 
 
 def kiosk_signs(
@@ -82,10 +82,12 @@ def write_field_dataset(
     sentence_words: int = 4,
     sizes: tuple[tuple[int, int], ...] = SIZES,
     device: str = "kiosk-1",
+    subsets: tuple[str, ...] = SUBSETS,
 ) -> Path:
     """A dataset directory with at most ``clips_per_word`` kiosk clips of each gloss, from
     left-handed (or right-handed) sentences of ``sentence_words`` signs (1: one-sign clips through
-    the kiosk's pipeline; 0: one-sign clips without it)."""
+    the kiosk's pipeline; 0: one-sign clips without it); ``subsets`` is the hash split's cycle
+    (``("test",)`` puts every example in the test split)."""
     videos = out / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     bundle = load_bundle(DEMO_BUNDLE)
@@ -118,7 +120,7 @@ def write_field_dataset(
         backend.close()
     labels = sorted(GLOSSES)
     split = {
-        pid: {"subset": subset_of(pid), "action": [labels.index(e["word"]), 1, e["frames"]]}
+        pid: {"subset": subset_of(pid, subsets), "action": [labels.index(e["word"]), 1, e["frames"]]}
         for pid, e in sorted(entries.items())
     }
     (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
