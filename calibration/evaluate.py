@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from calibration.accuracy import Accuracy, Answer, answer_clips
-from calibration.gate import GateRules, Paired, Verdict, judge
+from calibration.comparison import Evaluation, SetResult
+from calibration.gate import GateRules, Paired, judge
 from calibration.progress import Progress
 from calibration.runners import ort_runner
 from convert.field_dataset import load_field_dataset
@@ -53,40 +54,6 @@ class EvaluationPlan:
     report_dir: Path | None = None  # None: <candidate>.evaluation beside the bundle
     rules: GateRules = dataclasses.field(default_factory=GateRules)
     threads: int = 0
-
-
-@dataclass(frozen=True)
-class SetResult:
-    """Both models on one set of clips."""
-
-    name: str
-    source: str
-    candidate: Accuracy
-    baseline: Accuracy
-    paired: Paired
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "candidate": self.candidate.to_dict(),
-            "baseline": self.baseline.to_dict(),
-            "paired": {
-                **dataclasses.asdict(self.paired),
-                "p_better": self.paired.p_better,
-                "p_worse": self.paired.p_worse,
-            },
-        }
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    candidate_id: str
-    baseline_id: str
-    new: SetResult
-    regression: SetResult
-    verdict: Verdict
-    report_dir: Path
-    record: dict[str, Any]
 
 
 def default_regression(candidate: Bundle) -> tuple[str, int]:
@@ -200,7 +167,7 @@ def evaluate_candidate(plan: EvaluationPlan, report: Callable[[str], None] = lam
 
 
 def write_reports(result: Evaluation) -> None:
-    from calibration.report_page import render_page
+    from calibration.report_page import render_page  # matplotlib: only when a report is written
 
     result.report_dir.mkdir(parents=True, exist_ok=True)
     data = {

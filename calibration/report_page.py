@@ -10,12 +10,9 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import TYPE_CHECKING
 
 from calibration.accuracy import Accuracy
-
-if TYPE_CHECKING:
-    from calibration.evaluate import Evaluation, SetResult
+from calibration.comparison import Evaluation, SetResult
 
 COLOURS = {"baseline": "#8c8c8c", "candidate": "#1f77b4"}
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "INCONCLUSIVE": "#9a6700"}
@@ -68,7 +65,7 @@ def confusion_matrices(item: SetResult) -> str:
 
 
 def _matrix(axes, accuracy: Accuracy, truths: list[str], columns: list[str], title: str) -> None:
-    values = [[accuracy.confusion.get(t, {}).get(c, 0) for c in columns] for t in truths]
+    values = [[accuracy.confusion[t][c] if t in accuracy.confusion else 0 for c in columns] for t in truths]
     axes.imshow(values, cmap="Blues", vmin=0)
     axes.set_xticks(range(len(columns)), columns, rotation=90, fontsize=7)
     axes.set_yticks(range(len(truths)), truths, fontsize=7)

@@ -113,7 +113,8 @@ def load_field_dataset(root: str | Path) -> FieldDataset:
     split = _read_json(root / "split.json")
     if not isinstance(split, dict):
         raise DatasetError(f"{root / 'split.json'}: expected an object of prediction ids")
-    videos = manifest.get("videos") if isinstance(manifest.get("videos"), dict) else {}
+    listed = manifest.get("videos")
+    videos: dict[str, Any] = listed if isinstance(listed, dict) else {}
     examples = []
     for prediction_id in sorted(split):
         entry = split[prediction_id]

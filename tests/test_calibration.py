@@ -97,7 +97,7 @@ def test_wlasl_split_source_uses_the_subset_and_frame_range(demo_spec, tmp_path)
 
 
 def test_unknown_source_is_a_clear_error(demo_spec, tmp_path):
-    with pytest.raises(ClipSourceError, match="not 'synthetic', a folder of videos, or a WLASL split"):
+    with pytest.raises(ClipSourceError, match="not 'synthetic', a folder of videos, a WLASL split file"):
         open_source(str(tmp_path / "nope"), demo_spec, 1)
 
 
