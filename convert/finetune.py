@@ -10,17 +10,19 @@ is never cropped again. Augmentations are small and standard (``convert.augment`
 BatchNorm trains with frozen statistics: a fine-tuning batch of a few clips is far too small for
 its statistics, and a bundle recovered from a folded ONNX model has identity BatchNorm whose
 statistics would be meaningless to re-estimate. The blocks before ``train_from`` (by default the
-stem and Mixed_3b/3c, at full resolution) are frozen too: they see local motion and edges, which
-mean the same for every signer, and leaving them out of the backward pass makes a step cheaper on
-a CPU. The default budget is a fixed number of steps, so a run takes the same time whatever the
+stem and Mixed_3b/3c, the high-resolution half of the network) are frozen too: they see local
+motion and edges, which mean the same for every signer, and leaving them out of the backward pass
+saves about 40% of a step on a CPU. The default budget is a fixed number of steps, so a run takes the same time whatever the
 dataset's size; ``epochs`` counts passes over the field examples instead.
 
 Deterministic: the batches, each example's augmentation and each step's dropout are functions of
 the seed and the step, so a run killed and resumed (``convert.train_state``) ends with the same
-weights as an uninterrupted one. Several processes run through ``torchrun`` (DDP; NCCL on GPUs,
-gloo on CPUs), each taking its slice of every global batch; CUDA trains in mixed precision. The new
-bundle is written by the convert path (ONNX export, parity check, manifest) with a ``lineage`` block
-and its own ``checkpoint.pt``, into a work directory first and then renamed into place whole.
+weights as an uninterrupted one: bit for bit on a CPU; on CUDA up to the rounding of the kernels
+that accumulate atomically (cuDNN is held to its deterministic algorithms where it has them).
+Several processes run through ``torchrun`` (DDP; NCCL on GPUs, gloo on CPUs), each taking its slice
+of every global batch; CUDA trains in mixed precision. The new bundle is written by the convert
+path (ONNX export, parity check, manifest) with a ``lineage`` block and its own ``checkpoint.pt``,
+into a work directory first and then renamed into place whole.
 """
 
 from __future__ import annotations
@@ -364,6 +366,9 @@ def _run(
     )
     total = settings.epochs * plan.steps_per_epoch if settings.epochs else settings.steps
     device = world.device
+    if device.type == "cuda":  # the same algorithms every run (some kernels still add atomically)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     model = model.to(device).to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     trainable = _freeze(model, settings.train_from)
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)

@@ -127,3 +127,6 @@ def test_finetune_refuses_what_it_cannot_train_with_one_line(left_dataset, tmp_p
     assert main(["finetune", str(DEMO_BUNDLE), "--dataset", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and "manifest.json" in errors[0]
+    if not torch.cuda.is_available():
+        assert main([*base, "--out", str(tmp_path / "c"), "--device", "cuda"]) == 2
+        assert "PyTorch sees no CUDA GPU here" in capsys.readouterr().err
