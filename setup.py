@@ -40,6 +40,8 @@ setup(
             "openvino>=2026.4,<2027",
         ],
         "calibrate": ["onnx>=1.15", "nncf>=3.4,<3.5", "openvino>=2026.4,<2027"],
+        # asl-edge evaluate's report.html (the charts); never on the kiosk.
+        "evaluate": ["matplotlib>=3.8"],
         "jetson": ["pycuda>=2022.1"],
         # x86 CPU kiosks (mini PCs without a GPU): the OpenVINO backend, several times ONNX Runtime.
         "openvino": ["openvino>=2026.4,<2027"],
