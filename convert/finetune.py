@@ -12,8 +12,8 @@ its statistics, and a bundle recovered from a folded ONNX model has identity Bat
 statistics would be meaningless to re-estimate. The blocks before ``train_from`` (by default the
 stem and Mixed_3b/3c, the high-resolution half of the network) are frozen too: they see local
 motion and edges, which mean the same for every signer, and leaving them out of the backward pass
-saves about 40% of a step on a CPU. The default budget is a fixed number of steps, so a run takes the same time whatever the
-dataset's size; ``epochs`` counts passes over the field examples instead.
+saves about 40% of a step on a CPU. The default budget is a fixed number of steps, so a run takes
+the same time whatever the dataset's size; ``epochs`` counts passes over the field examples instead.
 
 Deterministic: the batches, each example's augmentation and each step's dropout are functions of
 the seed and the step, so a run killed and resumed (``convert.train_state``) ends with the same
@@ -33,7 +33,6 @@ import math
 import os
 import re
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,22 +45,16 @@ from torch import nn
 from tqdm import tqdm
 
 from convert.augment import augment
-from convert.batches import FIELD, BatchPlan, Pick
+from convert.batches import BatchPlan, Pick
 from convert.checkpoint import CheckpointError, load_checkpoint
 from convert.distributed import World, join_world
 from convert.field_dataset import FieldDataset, load_field_dataset
 from convert.i3d import InceptionI3d
-from convert.lineage import parent_licence, replay_licence
+from convert.lineage import build_lineage
 from convert.pipeline import ConversionResult, write_bundle
-from convert.sources import (
-    SYNTHETIC,
-    LabelledCrops,
-    field_crops,
-    knows_synthetic_glosses,
-    open_crops,
-    source_kind,
-)
+from convert.sources import LabelledCrops, field_crops, source_kind
 from convert.train_state import load_state, remove_work_dir, save_state, work_dir_for
+from convert.training_data import NO_REPLAY, TrainingExamples, load_examples, resolve_replay
 from edge.core.bundle import (
     CHECKPOINT_FILE,
     CHECKPOINT_SECTION,
@@ -74,7 +67,6 @@ from edge.core.errors import AslEdgeError
 
 log = logging.getLogger(__name__)
 
-NO_REPLAY = "none"
 TRAINABLE_FROM = (
     "Conv3d_1a_7x7",
     "Conv3d_2b_1x1",
@@ -134,18 +126,6 @@ class FinetuneJob:
     progress: bool = True
 
 
-@dataclass
-class TrainingExamples:
-    """Everything a run trains on, as uint8 crops in memory, with what was left out and why."""
-
-    field: list[LabelledCrops]
-    replay: list[LabelledCrops]
-    unknown_glosses: Counter[str] = dataclasses.field(default_factory=Counter)
-
-    def pool(self, pool: int) -> list[LabelledCrops]:
-        return self.field if pool == FIELD else self.replay
-
-
 @dataclass(frozen=True)
 class FinetuneResult:
     conversion: ConversionResult | None  # None on processes other than 0
@@ -185,47 +165,6 @@ def _parent_weights(bundle: Bundle, checkpoint: Path | None) -> tuple[InceptionI
             "fine-tune from the checkpoint the bundle was converted from"
         )
     return model, checkpoint
-
-
-def _resolve_replay(job: FinetuneJob, bundle: Bundle) -> str:
-    if job.replay is not None:
-        return job.replay
-    if knows_synthetic_glosses(bundle.spec):
-        return SYNTHETIC
-    raise FinetuneError(
-        "pass --replay with the data the model was trained on (a WLASL split nslt_N.json, a folder "
-        "of labelled videos) so that it does not forget it, or --replay none"
-    )
-
-
-def replay_count(settings: FinetuneSettings, num_classes: int) -> int:
-    return settings.replay_count or min(8 * num_classes, 256)
-
-
-def load_examples(
-    bundle: Bundle, dataset: FieldDataset, replay: str, settings: FinetuneSettings
-) -> TrainingExamples:
-    """The dataset's train split and the replayed examples (``hold_out``: never their test part)."""
-    spec = bundle.spec
-    examples = TrainingExamples([], [])
-    for item in field_crops(dataset, spec, "train"):
-        if item.label is None:
-            examples.unknown_glosses[item.gloss or "?"] += 1
-        else:
-            examples.field.append(item)
-    if examples.unknown_glosses:
-        log.warning(
-            "left out %d examples of words the model does not know: %s",
-            sum(examples.unknown_glosses.values()),
-            ", ".join(sorted(examples.unknown_glosses)),
-        )
-    if replay != NO_REPLAY:
-        count = replay_count(settings, spec.num_classes)
-        items = open_crops(replay, spec, count, settings.seed, "train", hold_out=True)
-        examples.replay = [item for item in items if item.label is not None]
-    if not examples.field:
-        raise FinetuneError(f"{dataset.root}: no train examples of the model's words")
-    return examples
 
 
 def _freeze(model: InceptionI3d, train_from: str) -> list[nn.Parameter]:
@@ -328,7 +267,7 @@ def finetune(
         raise FinetuneError(f"{out} exists; choose a new --out (a bundle is never overwritten)")
     bundle = load_bundle(job.bundle)
     dataset = load_field_dataset(job.dataset)
-    replay = _resolve_replay(job, bundle)
+    replay = resolve_replay(job.replay, bundle.spec)
     if replay != NO_REPLAY:
         source_kind(replay)
     model, checkpoint = _parent_weights(bundle, job.checkpoint)
@@ -338,6 +277,65 @@ def finetune(
         return _run(job, settings, report, bundle, dataset, replay, model, checkpoint_sha, world)
     finally:
         world.close()
+
+
+def _train_steps(
+    job: FinetuneJob,
+    settings: FinetuneSettings,
+    model: InceptionI3d,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    examples: TrainingExamples,
+    plan: BatchPlan,
+    world: World,
+    steps: range,
+    work: Path,
+    fingerprint: dict[str, Any],
+) -> list[float]:
+    """Run ``steps``, saving the state every ``job.save_every``; returns the last 20 losses."""
+    device, amp = world.device, world.device.type == "cuda"
+    network: nn.Module = model
+    if world.distributed:
+        network = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if amp else None, broadcast_buffers=False
+        )
+    total = steps.stop
+    bar = tqdm(
+        total=total,
+        initial=steps.start,
+        desc="fine-tuning",
+        unit="step",
+        disable=not (job.progress and world.main),
+    )
+    recent: list[float] = []
+    for step in steps:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(settings, step, total)
+        picks = plan.batch(step)[world.rank :: world.size]
+        inputs = _inputs(_batch_crops(examples, picks, settings.augment), device)
+        targets = torch.tensor([examples.pool(p.pool)[p.index].label for p in picks], device=device)
+        torch.manual_seed(_step_seed(settings.seed, step, world.rank))  # this step's dropout
+        _train_mode(network)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = network(inputs).mean(dim=2)
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=settings.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        recent = [*recent[-19:], float(loss.item())]
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")
+        done = step + 1
+        if world.main and (done % job.save_every == 0 or done == total):
+            parts = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+            }
+            save_state(work, fingerprint, done, parts)
+    bar.close()
+    return recent
 
 
 def _run(
@@ -352,7 +350,7 @@ def _run(
     world: World,
 ) -> FinetuneResult:
     started, cpu_started = time.monotonic(), time.process_time()
-    examples = load_examples(bundle, dataset, replay, settings)
+    examples = load_examples(bundle.spec, dataset, replay, settings.replay_count, settings.seed)
     report(
         f"training on {len(examples.field)} field examples and {len(examples.replay)} replayed "
         f"({replay}); {world.size} process(es) on {world.device.type}"
@@ -384,46 +382,9 @@ def _run(
         scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
         report(f"resumed from {work} after step {start} of {total}")
-    network: nn.Module = model
-    if world.distributed:
-        network = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if amp else None, broadcast_buffers=False
-        )
-    bar = tqdm(
-        total=total, initial=start, desc="fine-tuning", unit="step", disable=not (job.progress and world.main)
+    recent = _train_steps(
+        job, settings, model, optimizer, scaler, examples, plan, world, range(start, total), work, fingerprint
     )
-    recent: list[float] = []
-    for step in range(start, total):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(settings, step, total)
-        picks = plan.batch(step)[world.rank :: world.size]
-        inputs = _inputs(_batch_crops(examples, picks, settings.augment), device)
-        targets = torch.tensor([examples.pool(p.pool)[p.index].label for p in picks], device=device)
-        torch.manual_seed(_step_seed(settings.seed, step, world.rank))  # this step's dropout
-        _train_mode(network)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = network(inputs).mean(dim=2)
-            loss = F.cross_entropy(logits.float(), targets, label_smoothing=settings.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        recent = [*recent[-19:], float(loss.item())]
-        bar.update(1)
-        bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")
-        done = step + 1
-        if world.main and (done % job.save_every == 0 or done == total):
-            save_state(
-                work,
-                fingerprint,
-                done,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                },
-            )
-    bar.close()
     digest = float(sum(p.detach().double().sum() for p in model.parameters()))
     if not world.agree(digest):
         raise FinetuneError("the processes ended with different weights: DDP did not keep them in step")
@@ -431,75 +392,38 @@ def _run(
     val_items = list(field_crops(dataset, bundle.spec, "val"))
     val_top1 = _top1(model, val_items, device)
     final_loss = sum(recent) / len(recent) if recent else float("nan")
-    lineage = _lineage(job, settings, bundle, dataset, replay, checkpoint_sha, examples, world, total)
-    lineage["training"].update(
-        {
-            "steps": total,
-            "resumed_from_step": start,
-            "train_s": round(train_s, 1),
-            "cpu_s": round(cpu_s, 1),
-            "final_loss": round(final_loss, 4),
-            "val_top1": val_top1,
-            "val_examples": len(val_items),
-        }
+    lineage = build_lineage(
+        bundle.manifest,
+        dataset,
+        replay,
+        {"seed": settings.seed, "examples": len(examples.replay)},
+        checkpoint_sha,
+        job.parent_licence,
     )
+    lineage["training"] = {
+        **dataclasses.asdict(settings),
+        "field_examples": len(examples.field),
+        "replay_examples": len(examples.replay),
+        "unknown_glosses_left_out": dict(examples.unknown_glosses),
+        "processes": world.size,
+        "device": world.device.type,
+        "mixed_precision": amp,
+        "batchnorm": "frozen statistics",
+        "torch": str(torch.__version__),
+        "steps": total,
+        "resumed_from_step": start,
+        "train_s": round(train_s, 1),
+        "cpu_s": round(cpu_s, 1),
+        "final_loss": round(final_loss, 4),
+        "val_top1": val_top1,
+        "val_examples": len(val_items),
+    }
     conversion = None
     if world.main:
         conversion = _write(job, bundle, model, work, lineage)
         remove_work_dir(work)
     world.barrier()
     return FinetuneResult(conversion, total, start, train_s, cpu_s, final_loss, val_top1, lineage)
-
-
-def _lineage(
-    job: FinetuneJob,
-    settings: FinetuneSettings,
-    bundle: Bundle,
-    dataset: FieldDataset,
-    replay: str,
-    checkpoint_sha: str,
-    examples: TrainingExamples,
-    world: World,
-    total: int,
-) -> dict[str, Any]:
-    replay_entry: dict[str, Any] = {"source": replay}
-    if replay != NO_REPLAY:
-        kind = source_kind(replay)
-        replay_entry.update(
-            {
-                "kind": kind,
-                "subset": "train",
-                "examples": len(examples.replay),
-                "licence": replay_licence(replay),
-                **({"seed": settings.seed} if kind == "synthetic" else {}),
-            }
-        )
-    parent = parent_licence(bundle.manifest, job.parent_licence)
-    return {
-        "parent_model_id": bundle.spec.model_id,
-        "parent_checkpoint_sha256": checkpoint_sha,
-        "parent_bundle": str(bundle.path),
-        "dataset_version": dataset.version,
-        "dataset": dataset.describe(),
-        "replay": replay_entry,
-        "training": {
-            **dataclasses.asdict(settings),
-            "steps_planned": total,
-            "field_examples": len(examples.field),
-            "replay_examples": len(examples.replay),
-            "unknown_glosses_left_out": dict(examples.unknown_glosses),
-            "processes": world.size,
-            "device": world.device.type,
-            "mixed_precision": world.device.type == "cuda",
-            "batchnorm": "frozen statistics",
-            "torch": str(torch.__version__),
-        },
-        "licences": {
-            "parent_weights": parent,
-            "dataset": dataset.licence,
-            "replay": replay_entry.get("licence", "no replay"),
-        },
-    }
 
 
 def _write(

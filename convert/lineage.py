@@ -1,8 +1,8 @@
-"""The licences a fine-tuned model inherits: of its parent's weights and of what it was trained on.
+"""A fine-tuned model's lineage: what it was made from, and the licences it inherits.
 
-A model is bound by the terms of everything it learned from, so the lineage names them all. Known
-sources are named by rule; anything else says it is unknown and how to record it, rather than
-guessing.
+A model is bound by the terms of everything it learned from, so the lineage names them all: the
+parent's weights, the dataset and the replay source. Known sources are named by rule; anything else
+says it is unknown and how to record it, rather than guessing.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from convert.field_dataset import load_field_dataset
+from convert.field_dataset import FieldDataset, load_field_dataset
 from convert.sources import source_kind
 from edge.core.bundle import LINEAGE_SECTION
 
@@ -54,3 +54,40 @@ def replay_licence(source: str) -> str:
     if "synthetic signer" in str(generator):
         return SYNTHETIC_LICENCE
     return "unknown: a folder of videos (record its licence with the data)"
+
+
+def build_lineage(
+    parent: dict[str, Any],
+    dataset: FieldDataset,
+    replay: str,
+    replay_use: dict[str, Any],
+    checkpoint_sha256: str,
+    given_parent_licence: str | None = None,
+) -> dict[str, Any]:
+    """The ``lineage`` block of a model fine-tuned from ``parent`` (its manifest) on ``dataset``,
+    replaying ``replay`` (``replay_use``: its seed and how many examples); the caller adds the
+    training settings."""
+    replay_entry: dict[str, Any] = {"source": replay}
+    if replay != "none":
+        kind = source_kind(replay)
+        replay_entry.update(
+            {
+                "kind": kind,
+                "subset": "train",
+                "examples": replay_use["examples"],
+                "licence": replay_licence(replay),
+                **({"seed": replay_use["seed"]} if kind == "synthetic" else {}),
+            }
+        )
+    return {
+        "parent_model_id": parent.get("model_id"),
+        "parent_checkpoint_sha256": checkpoint_sha256,
+        "dataset_version": dataset.version,
+        "dataset": dataset.describe(),
+        "replay": replay_entry,
+        "licences": {
+            "parent_weights": parent_licence(parent, given_parent_licence),
+            "dataset": dataset.licence,
+            "replay": replay_entry.get("licence", "no replay"),
+        },
+    }
