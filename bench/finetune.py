@@ -10,7 +10,7 @@ evaluate`` (its gate line). ``--ablation`` trains once more per seed with ``--re
 the same steps without a single field clip, to show how much of the gain the field data gives. The
 last line printed is a JSON object of every number.
 
-    python bench/finetune.py [--seeds 1,2,3] [--clips-per-word 12] [--eval-clips 48] [--ablation]
+    python bench/finetune.py [--seeds 1,2,3] [--clips-per-word 12] [--sentence-words 4] [--eval-clips 48] [--ablation]
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--clips-per-word", type=int, default=12)
+    parser.add_argument("--sentence-words", type=int, default=4, help="signs per recorded sentence")
     parser.add_argument("--eval-clips", type=int, default=48)
     parser.add_argument("--ablation", action="store_true")
     parser.add_argument("--work", type=Path, help="keep datasets and bundles here (default: temporary)")
@@ -103,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         baseline = {"left": accuracy(DEMO_BUNDLE, left), "right": accuracy(DEMO_BUNDLE, right)}
         print(f"baseline: left {baseline['left']:.1%}, right {baseline['right']:.1%}", flush=True)
         for seed in (int(s) for s in args.seeds.split(",")):
-            dataset = write_field_dataset(work / f"dataset-{seed}", args.clips_per_word, seed)
+            dataset = write_field_dataset(
+                work / f"dataset-{seed}", args.clips_per_word, seed, sentence_words=args.sentence_words
+            )
             out = work / f"tuned-{seed}"
             run: dict[str, object] = {"seed": seed, "finetune": finetune(dataset, out, "--seed", str(seed))}
             run["left"], run["right"] = accuracy(out, left), accuracy(out, right)
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             print(json.dumps(run), flush=True)
             runs.append(run)
-    print(json.dumps({"baseline": baseline, "runs": runs}))
+    print(json.dumps({"baseline": baseline, "clips_per_word": args.clips_per_word, "runs": runs}))
     return 0
 
 

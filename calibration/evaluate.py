@@ -56,20 +56,25 @@ class EvaluationPlan:
     threads: int = 0
 
 
-def default_regression(candidate: Bundle) -> tuple[str, int]:
-    """(source, seed): the candidate's replay source, on other examples than it trained on."""
+def regression_source(candidate: Bundle, given: str | None) -> tuple[str, int]:
+    """(source, seed): ``given``, else the candidate's replay source; synthetic clips from a seed
+    the candidate was not trained on."""
     lineage = candidate.manifest.get(LINEAGE_SECTION)
     replay = lineage.get("replay") if isinstance(lineage, dict) else None
-    source = replay.get("source") if isinstance(replay, dict) else None
-    if isinstance(source, str) and source != "none":
-        trained_seed = replay.get("seed") if isinstance(replay, dict) else None
-        return source, REGRESSION_SEED + (1 if trained_seed == REGRESSION_SEED else 0)
-    if knows_synthetic_glosses(candidate.spec):
-        return SYNTHETIC, REGRESSION_SEED
-    raise ClipSourceError(
-        "the candidate's lineage names no replay source: pass --regression with what the baseline "
-        "was trained on (a WLASL split nslt_N.json, a folder of labelled videos, 'synthetic')"
-    )
+    replayed = replay.get("source") if isinstance(replay, dict) else None
+    trained_seed = replay.get("seed") if isinstance(replay, dict) else None
+    source = given
+    if source is None and isinstance(replayed, str) and replayed != "none":
+        source = replayed
+    if source is None and knows_synthetic_glosses(candidate.spec):
+        source = SYNTHETIC
+    if source is None:
+        raise ClipSourceError(
+            "the candidate's lineage names no replay source: pass --regression with what the baseline "
+            "was trained on (a WLASL split nslt_N.json, a folder of labelled videos, 'synthetic')"
+        )
+    collides = source == replayed == SYNTHETIC and trained_seed == REGRESSION_SEED
+    return source, REGRESSION_SEED + 1 if collides else REGRESSION_SEED
 
 
 def _answers(
@@ -117,10 +122,7 @@ def evaluate_candidate(plan: EvaluationPlan, report: Callable[[str], None] = lam
     """Run both models on both sets, judge, write the reports and record the verdict."""
     candidate, baseline = load_bundle(plan.candidate), load_bundle(plan.baseline)
     dataset = load_field_dataset(plan.dataset)
-    if plan.regression is not None:
-        regression, seed = plan.regression, REGRESSION_SEED
-    else:
-        regression, seed = default_regression(candidate)
+    regression, seed = regression_source(candidate, plan.regression)
     source_kind(regression)
     threads = plan.threads or default_threads()
     bundles = {"candidate": candidate, "baseline": baseline}
