@@ -10,7 +10,8 @@ evaluate`` (its gate line). ``--ablation`` trains once more per seed with ``--re
 the same steps without a single field clip, to show how much of the gain the field data gives. The
 last line printed is a JSON object of every number.
 
-    python bench/finetune.py [--seeds 1,2,3] [--clips-per-word 12] [--sentence-words 4] [--eval-clips 48] [--ablation]
+    python bench/finetune.py [--seeds 1,2,3] [--clips-per-word 12] [--sentence-words 4]
+                             [--eval-clips 48] [--ablation]
 """
 
 from __future__ import annotations
