@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from calibration.accuracy import answer_clips
+from calibration.gate import FAIL, INCONCLUSIVE, PASS
 from calibration.runners import openvino_runners, ort_runner, write_fp16_model
 from convert.sources import LabelledClip
 from edge.runtime.backends.onnxruntime import default_threads
 
-PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 # FP32 top-1 counts as better than chance when it would happen by guessing with probability below this.
 CHANCE_P_VALUE = 0.01
 # Where each reduced precision is recorded: the QDQ model's keys stay flat (int8_*, agreement), as
