@@ -49,6 +49,8 @@ setup(
         "calibrate": ["onnx>=1.15", "nncf>=3.4,<3.5", "openvino>=2026.4,<2027"],
         # The workstation's half of the learning loop: asl-edge dataset build (never on a kiosk).
         "loop": ["duckdb>=2.0,<3"],
+        # asl-edge evaluate's report.html (the charts); never on the kiosk.
+        "evaluate": ["matplotlib>=3.8"],
         "jetson": ["pycuda>=2022.1"],
         # x86 CPU kiosks (mini PCs without a GPU): the OpenVINO backend, several times ONNX Runtime.
         "openvino": ["openvino>=2026.4,<2027"],

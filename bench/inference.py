@@ -152,10 +152,10 @@ def prepare(work: Path, args: argparse.Namespace) -> None:
     import torch
 
     from bench.full_model import write_full_bundle
-    from calibration.clips import open_source
     from calibration.openvino_int8 import quantize_for_openvino
     from convert.i3d import InceptionI3d
     from convert.random_model import randomize
+    from convert.sources import open_source
     from edge.core.bundle import (
         DEMO_BUNDLE,
         OPENVINO_INT8_FILE,

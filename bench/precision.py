@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from calibration.qdq import quantize_to_qdq  # noqa: E402
-from calibration.report import write_fp16_model  # noqa: E402
+from calibration.runners import write_fp16_model  # noqa: E402
 from edge.runtime.backends.onnxruntime import default_threads, session_options  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def measure(name: str, fp32: Path, int8: Path, clip: np.ndarray, runs: int, work
 
 
 def demo_case(work: Path, runs: int) -> dict[str, float]:
-    from calibration.clips import open_source
+    from convert.sources import open_source
     from edge.core.bundle import load_bundle
 
     bundle = load_bundle(ROOT / "edge" / "demo" / "bundle")

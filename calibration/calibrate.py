@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.clips import SYNTHETIC, ClipSourceError, open_source
 from calibration.openvino_int8 import quantize_for_openvino
 from calibration.progress import Progress
 from calibration.qdq import quantize_to_qdq
 from calibration.report import AccuracyReport, evaluate
+from convert.sources import SYNTHETIC, ClipSourceError, open_source
 from edge.core.bundle import (
     CALIBRATION_CACHE_FILE,
     INT8_MODEL_FILE,
@@ -151,7 +151,7 @@ def calibrate_bundle(
         validation,
         spec.input_name,
         plan.margin,
-        spec.num_classes,
+        spec.labels,
         plan.min_agreement,
         openvino_int8_path=None if openvino_skipped else bundle_dir / OPENVINO_INT8_FILE,
         on_clip=stage.step,

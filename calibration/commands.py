@@ -1,5 +1,6 @@
-"""``asl-edge calibrate`` and ``asl-edge verify`` (the INT8 and engine checks of this layer), and
-``asl-edge dataset build`` (the kiosks' feedback as a training set)."""
+"""``asl-edge calibrate`` and ``asl-edge verify`` (the INT8 and engine checks of this layer),
+``asl-edge dataset build`` (the kiosks' feedback as a training set) and ``asl-edge evaluate`` (a
+fine-tuned candidate against its baseline: the gate before publishing)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,24 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from calibration.evaluate import EvaluationPlan, evaluate_candidate, summary_lines
+    from calibration.gate import GateRules
+
+    plan = EvaluationPlan(
+        candidate=Path(args.candidate),
+        baseline=Path(args.baseline),
+        dataset=Path(args.dataset),
+        regression=args.regression,
+        regression_count=args.regression_count,
+        report_dir=Path(args.report) if args.report else None,
+        rules=GateRules(alpha=args.alpha, margin=args.margin, max_class_drop=args.max_class_drop),
+    )
+    result = evaluate_candidate(plan, lambda line: print(f"asl-edge: {line}", file=sys.stderr, flush=True))
+    print("\n".join(summary_lines(result)))
+    return EXIT_OK if result.verdict.passed else EXIT_FAILURE
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     calibrate = commands.add_parser(
         "calibrate",
@@ -166,3 +185,37 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--no-progress", action="store_true", help="no progress bars")
     build.set_defaults(handler=cmd_dataset_build)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="a fine-tuned bundle against its baseline on new and old data: the gate"
+    )
+    evaluate.add_argument("candidate", help="the fine-tuned bundle (the verdict is recorded in it)")
+    evaluate.add_argument("--baseline", required=True, help="the bundle it would replace")
+    evaluate.add_argument(
+        "--dataset", required=True, help="dataset directory (its test split is the new data)"
+    )
+    evaluate.add_argument(
+        "--regression",
+        help="what the baseline knew: 'synthetic', a folder of labelled videos, a WLASL split "
+        "(default: the replay source in the candidate's lineage, on examples it did not train on)",
+    )
+    evaluate.add_argument("--regression-count", type=positive_int, default=120, help="regression clips (120)")
+    evaluate.add_argument(
+        "--report", help="folder for report.html and report.json (default: CANDIDATE.evaluation)"
+    )
+    evaluate.add_argument(
+        "--alpha", type=fraction, default=0.05, help="significance of the paired sign test, one-sided (0.05)"
+    )
+    evaluate.add_argument(
+        "--margin",
+        type=fraction,
+        default=0.01,
+        help="top-1 the candidate may lose on the regression source (0.01)",
+    )
+    evaluate.add_argument(
+        "--max-class-drop",
+        type=fraction,
+        default=0.10,
+        help="top-1 any class may lose where it has enough clips to tell (0.10)",
+    )
+    evaluate.set_defaults(handler=cmd_evaluate)

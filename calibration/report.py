@@ -1,10 +1,8 @@
 """Accuracy of reduced-precision models against FP32 on a labelled validation set, and the gate.
 
-On the same clips as FP32 (ONNX Runtime): the INT8 QDQ model (its quantize and dequantize steps run
-as written around float convolutions: the values TensorRT's INT8 engine computes with, whatever
-the CPU; ONNX Runtime's own integer kernels saturate on x86 CPUs without VNNI and turned the
-full-size model's answers into noise there), an FP16 copy of the ONNX model (the stand-in for
-TensorRT's FP16 engine), OpenVINO's INT8 model, and OpenVINO BF16 where this CPU has BF16. Each
+On the same clips as FP32 (ONNX Runtime): the INT8 QDQ model, an FP16 copy of the ONNX model,
+OpenVINO's INT8 model, and OpenVINO BF16 where this CPU has BF16 (how each runs:
+``calibration.runners``; how answers are counted: ``calibration.accuracy``). Each
 reduced precision passes its gate when it loses at most ``margin`` top-1 against FP32 and agrees
 with FP32's top-1 on at least ``min_agreement`` of the clips: agreement catches a model that is
 wrong where FP32 is wrong too, which a loss alone cannot see. A verdict on too few clips, or on a
@@ -18,18 +16,13 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import onnx
-import onnxruntime as ort
-from onnxruntime.transformers.float16 import convert_float_to_float16
+from calibration.accuracy import answer_clips
+from calibration.gate import FAIL, INCONCLUSIVE, PASS
+from calibration.runners import openvino_runners, ort_runner, write_fp16_model
+from convert.sources import LabelledClip
+from edge.runtime.backends.onnxruntime import default_threads
 
-from calibration.clips import LabelledClip
-from edge.core.decode import class_scores
-from edge.runtime.backends.onnxruntime import default_threads, session_options
-
-PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 # FP32 top-1 counts as better than chance when it would happen by guessing with probability below this.
 CHANCE_P_VALUE = 0.01
 # Where each reduced precision is recorded: the QDQ model's keys stay flat (int8_*, agreement), as
@@ -205,58 +198,13 @@ class AccuracyReport:
         return "\n".join(rows)
 
 
-def write_fp16_model(model_path: Path, output_path: Path) -> None:
-    """An FP16 copy of the model with float32 inputs and outputs."""
-    model = convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True)
-    onnx.save(model, str(output_path))
-
-
-Runner = Callable[[np.ndarray], np.ndarray]
-
-
-def _ort_runner(path: Path, input_name: str, threads: int, simulate_qdq: bool = False) -> Runner:
-    options = session_options(threads)
-    if simulate_qdq:
-        options.add_session_config_entry("session.disable_quant_qdq", "1")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda clip: session.run(None, {input_name: clip})[0]
-
-
-def _openvino_runners(
-    fp32_path: Path, openvino_int8_path: Path | None, threads: int
-) -> tuple[dict[str, Runner], dict[str, str]]:
-    """OpenVINO INT8 (when given) and BF16 (where this CPU has it), and why any is not measured."""
-    from edge.runtime.backends.openvino import compile_on_cpu, cpu_capabilities, import_openvino
-
-    ov = import_openvino()
-    core = ov.Core()
-    runners: dict[str, Runner] = {}
-    missing: dict[str, str] = {}
-    capabilities = cpu_capabilities(core)
-    for name, path, precision in (
-        ("openvino_int8", openvino_int8_path, "int8"),
-        ("openvino_bf16", fp32_path, "bf16"),
-    ):
-        if path is None:
-            continue
-        if precision.upper() not in capabilities:
-            missing[name] = f"this CPU has no {precision.upper()}"
-            continue
-        runners[name] = _request_runner(compile_on_cpu(core, path, precision, threads).create_infer_request())
-    return runners, missing
-
-
-def _request_runner(request: Any) -> Runner:
-    return lambda clip: request.infer({0: clip})[0]
-
-
 def evaluate(
     fp32_path: Path,
     int8_path: Path,
     clips: Iterable[LabelledClip],
     input_name: str,
     margin: float,
-    num_classes: int,
+    labels: tuple[str, ...],
     min_agreement: float = 0.95,
     openvino_int8_path: Path | None = None,
     threads: int = 0,
@@ -268,28 +216,22 @@ def evaluate(
         fp16_path = Path(folder) / "model.fp16.onnx"
         write_fp16_model(fp32_path, fp16_path)
         runners = {
-            "fp32": _ort_runner(fp32_path, input_name, threads),
-            "int8": _ort_runner(int8_path, input_name, threads, simulate_qdq=True),
-            "fp16": _ort_runner(fp16_path, input_name, threads),
+            "fp32": ort_runner(fp32_path, input_name, threads),
+            "int8": ort_runner(int8_path, input_name, threads, simulate_qdq=True),
+            "fp16": ort_runner(fp16_path, input_name, threads),
         }
         not_measured: dict[str, str] = {}
         if openvino_int8_path is not None:
-            openvino, not_measured = _openvino_runners(fp32_path, openvino_int8_path, threads)
+            openvino, not_measured = openvino_runners(fp32_path, openvino_int8_path, threads)
             runners.update(openvino)
-        scores = {name: PrecisionScore() for name in (*runners, *not_measured)}
-        n = 0
-        for item in clips:
-            if item.label is None:
-                continue
-            n += 1
-            fp32_best = -1
-            for name, run in runners.items():
-                ranked = np.argsort(-class_scores(run(item.clip)))
-                score = scores[name]
-                score.top1 += int(ranked[0] == item.label)
-                score.top5 += int(item.label in ranked[:5])
-                if name == "fp32":
-                    fp32_best = int(ranked[0])
-                score.agree += int(ranked[0] == fp32_best)
-            on_clip()
-    return AccuracyReport(n, num_classes, margin, min_agreement, scores, not_measured)
+        labelled = (item for item in clips if item.label is not None)
+        answers = answer_clips({name: (run, labels) for name, run in runners.items()}, labelled, on_clip)
+    reference = [answer.ranked[0] for answer in answers["fp32"]]
+    scores = {name: PrecisionScore() for name in (*runners, *not_measured)}
+    for name, given in answers.items():
+        scores[name] = PrecisionScore(
+            top1=sum(a.top1 for a in given),
+            top5=sum(a.top5 for a in given),
+            agree=sum(a.ranked[0] == best for a, best in zip(given, reference, strict=True)),
+        )
+    return AccuracyReport(len(reference), len(labels), margin, min_agreement, scores, not_measured)

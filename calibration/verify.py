@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.clips import SYNTHETIC, open_source, random_clips
+from convert.sources import SYNTHETIC, open_source, random_clips
 from edge.core.bundle import load_bundle
 from edge.core.decode import class_scores
 from edge.core.errors import BackendError

@@ -1,2 +1,3 @@
-"""Layer 3, build time: WLASL checkpoint to a verified ONNX bundle (PyTorch), the demo model's
-training, and TensorRT engine builds (``convert.tensorrt``, on the Jetson)."""
+"""Layer 3, build time: WLASL checkpoint to a verified ONNX bundle (PyTorch), fine-tuning a bundle's
+model on field data (``asl-edge finetune``), the labelled clip sources every build-time tool reads
+(``convert.sources``, no PyTorch), and the demo model's training."""

@@ -168,7 +168,9 @@ def train_bundle(out: Path, settings: TrainSettings, progress: bool = True) -> d
         checkpoint, labels = Path(folder) / "demo_i3d.pt", Path(folder) / "labels.txt"
         torch.save(model.state_dict(), checkpoint)
         labels.write_text("\n".join(GLOSSES) + "\n", encoding="utf-8")
-        convert_checkpoint(checkpoint, labels, settings.frames, out, sampling="resample")
+        convert_checkpoint(
+            checkpoint, labels, settings.frames, out, sampling="resample", keep_checkpoint=True
+        )
     stats["heldout_top1"] = evaluate_bundle(out, settings.eval_clips_per_class, settings.seed + 1, progress)
     manifest_path = out / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))

@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -25,10 +27,19 @@ from convert.export import (
     check_parity,
     export_onnx,
 )
+from convert.i3d import InceptionI3d
 from convert.labels import load_labels
 from edge import __version__
 from edge.core.atomic import replacing
-from edge.core.bundle import MODEL_FILE, Manifest, ModelSpec, sha256_of, write_bundle_metadata
+from edge.core.bundle import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_SECTION,
+    MODEL_FILE,
+    Manifest,
+    ModelSpec,
+    sha256_of,
+    write_bundle_metadata,
+)
 from edge.core.preprocess import PreprocessParams
 
 log = logging.getLogger(__name__)
@@ -58,29 +69,29 @@ def _static_output_shape(model: onnx.ModelProto) -> tuple[int, int, int]:
     return (dims[0], dims[1], dims[2])
 
 
-def _model_id(checkpoint: Path, onnx_sha256: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", checkpoint.stem).strip("-") or "i3d"
+def model_id_for(stem: str, onnx_sha256: str) -> str:
+    """``<stem>-<first 8 hex digits of the ONNX file's sha256>``, with a stem safe in file names."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "i3d"
     return f"{stem}-{onnx_sha256[:8]}"
 
 
-def convert_checkpoint(
-    checkpoint: str | Path,
-    labels: str | Path,
+def write_bundle(
+    model: InceptionI3d,
+    glosses: list[str],
     frames: int,
-    out_dir: str | Path,
+    out: Path,
+    model_stem: str,
+    source: dict[str, Any],
     preprocessing: PreprocessParams | None = None,
     parity_clips: int = 3,
     sampling: str = "windows",
+    extra: dict[str, Any] | None = None,
+    checkpoint: Path | None = None,
 ) -> ConversionResult:
-    """Load, export, verify and write a bundle; raises on any failure with a one-line reason."""
-    checkpoint, out = Path(checkpoint), Path(out_dir)
+    """Export, verify and write a bundle of ``model``; ``checkpoint`` (its weights, saved by the
+    caller) is copied in as ``checkpoint.pt`` and recorded with its sha256."""
     preprocessing = preprocessing or PreprocessParams()
     check_frames(frames)
-    model = load_checkpoint(checkpoint)
-    glosses = load_labels(labels, model.num_classes)
-    log.info(
-        "checkpoint: %d classes, width %g; exporting for %d frames", model.num_classes, model.width, frames
-    )
     with replacing(out / MODEL_FILE, suffix=".onnx") as staged:
         exported = export_onnx(model, frames, staged, crop_size=preprocessing.crop_size)
         parity = check_parity(model, staged, clips=parity_clips)
@@ -98,25 +109,67 @@ def convert_checkpoint(
         output_shape=_static_output_shape(exported),
         labels=tuple(glosses),
         preprocessing=preprocessing,
-        model_id=_model_id(checkpoint, onnx_sha),
+        model_id=model_id_for(model_stem, onnx_sha),
         sampling=sampling,
     )
+    sections: dict[str, Any] = {
+        "tool": {"name": "asl-edge", "version": __version__},
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+    if checkpoint is not None:
+        with replacing(out / CHECKPOINT_FILE, suffix=".pt") as staged:
+            shutil.copyfile(checkpoint, staged)
+        sections[CHECKPOINT_SECTION] = {"file": CHECKPOINT_FILE, "sha256": sha256_of(out / CHECKPOINT_FILE)}
     manifest = Manifest(
         spec=spec,
         files={MODEL_FILE: onnx_sha},
         source={
-            "checkpoint": checkpoint.name,
-            "checkpoint_sha256": sha256_of(checkpoint),
-            "labels": Path(labels).name,
+            **source,
             "architecture": "inception_i3d",
             "width": model.width,
             "opset": OPSET,
         },
         checks={"parity": parity.to_dict()},
-        extra={
-            "tool": {"name": "asl-edge", "version": __version__},
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        },
+        extra=sections,
     )
     write_bundle_metadata(out, manifest)
     return ConversionResult(bundle=out, manifest=manifest, parity=parity)
+
+
+def convert_checkpoint(
+    checkpoint: str | Path,
+    labels: str | Path,
+    frames: int,
+    out_dir: str | Path,
+    preprocessing: PreprocessParams | None = None,
+    parity_clips: int = 3,
+    sampling: str = "windows",
+    keep_checkpoint: bool = False,
+) -> ConversionResult:
+    """Load, export, verify and write a bundle; raises on any failure with a one-line reason.
+    ``keep_checkpoint`` copies the checkpoint into the bundle, for fine-tuning later."""
+    checkpoint = Path(checkpoint)
+    check_frames(frames)
+    model = load_checkpoint(checkpoint)
+    glosses = load_labels(labels, model.num_classes)
+    log.info(
+        "checkpoint: %d classes, width %g; exporting for %d frames", model.num_classes, model.width, frames
+    )
+    source = {
+        "checkpoint": checkpoint.name,
+        "checkpoint_sha256": sha256_of(checkpoint),
+        "labels": Path(labels).name,
+    }
+    return write_bundle(
+        model,
+        glosses,
+        frames,
+        Path(out_dir),
+        checkpoint.stem,
+        source,
+        preprocessing,
+        parity_clips,
+        sampling,
+        checkpoint=checkpoint if keep_checkpoint else None,
+    )

@@ -9,8 +9,8 @@ import onnxruntime as ort
 import pytest
 
 from asl_edge.cli import main
-from calibration.clips import ClipSourceError, clips_from_frames, open_source
 from calibration.qdq import QuantizationError, check_tensorrt_compatible, quantize_to_qdq
+from convert.sources import ClipSourceError, clips_from_frames, open_source
 from edge.core.bundle import DEMO_BUNDLE, load_bundle
 from edge.demo.signer import GLOSSES
 from tests.conftest import moving_blob_frames, write_video
@@ -97,7 +97,7 @@ def test_wlasl_split_source_uses_the_subset_and_frame_range(demo_spec, tmp_path)
 
 
 def test_unknown_source_is_a_clear_error(demo_spec, tmp_path):
-    with pytest.raises(ClipSourceError, match="not 'synthetic', a folder of videos, or a WLASL split"):
+    with pytest.raises(ClipSourceError, match="not 'synthetic', a folder of videos, a WLASL split file"):
         open_source(str(tmp_path / "nope"), demo_spec, 1)
 
 
@@ -260,9 +260,9 @@ def test_streaming_qdq_is_what_quantize_static_writes(tiny_bundle, tmp_path):
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from calibration.clips import random_clips
     from calibration.qdq import QDQ_OPTIONS
     from convert.onnx_tools import keep_used_opsets
+    from convert.sources import random_clips
 
     bundle = load_bundle(tiny_bundle)
     clips = [c.clip for c in random_clips(bundle.spec, 3, seed=5)]
@@ -299,7 +299,7 @@ def test_streaming_qdq_is_what_quantize_static_writes(tiny_bundle, tmp_path):
 def test_calibration_takes_one_clip_at_a_time(tiny_bundle, tmp_path, method):
     """Each clip's statistics are merged before the next clip is read: the source is never read
     ahead, so memory holds one clip's activations whatever the count."""
-    from calibration.clips import random_clips
+    from convert.sources import random_clips
 
     bundle = load_bundle(tiny_bundle)
     events = []

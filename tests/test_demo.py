@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from asl_edge.cli import main
-from edge.core.bundle import demo_bundle_path, load_bundle
+from edge.core.bundle import demo_bundle_path, load_bundle, sha256_of
 from edge.demo.signer import GLOSSES, render_clip
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edge.runtime.recognize import VideoRecognizer
@@ -142,3 +142,22 @@ def test_live_demo_prints_words_from_the_daemon_and_the_summary():
     assert sum(a == b for a, b in zip(expected, recognized, strict=False)) >= len(expected) - 1
     assert re.fullmatch(r"accuracy: \d+/\d+ = \d+%", lines[-1])
     assert any(re.fullmatch(r"kiosk screen: http://127\.0\.0\.1:\d+/ \(open it .*\)", line) for line in lines)
+
+
+def test_demo_checkpoint_is_the_one_recovered_from_its_onnx_model_and_computes_it():
+    """checkpoint.pt (what asl-edge finetune starts from) holds model.onnx's folded weights with
+    identity BatchNorm, and PyTorch on it agrees with ONNX Runtime on the ONNX file."""
+    import torch
+
+    from convert.checkpoint import load_checkpoint
+    from convert.export import check_parity
+    from convert.recover import folded_state_dict
+
+    bundle = load_bundle(DEMO_BUNDLE)
+    assert bundle.manifest["checkpoint"]["sha256"] == sha256_of(DEMO_BUNDLE / "checkpoint.pt")
+    saved = torch.load(DEMO_BUNDLE / "checkpoint.pt", map_location="cpu", weights_only=True)
+    recovered = folded_state_dict(bundle.model_path)
+    assert saved.keys() == recovered.keys()
+    assert all(torch.equal(saved[key], recovered[key]) for key in saved)
+    parity = check_parity(load_checkpoint(DEMO_BUNDLE / "checkpoint.pt"), bundle.model_path, clips=2)
+    assert parity.passed and parity.max_rel_diff < 1e-5

@@ -179,10 +179,10 @@ def test_build_and_verify_without_tensorrt_are_clear_errors(tiny_bundle, capsys)
 
 @pytest.mark.slow
 def test_verify_comparison_with_two_real_backends(tiny_bundle, tmp_path, tiny_checkpoint, tiny_labels):
-    from calibration.clips import random_clips
     from convert.i3d import InceptionI3d
     from convert.pipeline import convert_checkpoint
     from convert.random_model import randomize
+    from convert.sources import random_clips
     from tests.conftest import save_checkpoint
 
     bundle = load_bundle(tiny_bundle)
@@ -206,7 +206,7 @@ def test_verify_comparison_with_two_real_backends(tiny_bundle, tmp_path, tiny_ch
 
 
 def test_random_clips_are_smooth_and_deterministic(tiny_bundle):
-    from calibration.clips import random_clips
+    from convert.sources import random_clips
 
     spec = load_bundle(tiny_bundle).spec
     first = [c.clip for c in random_clips(spec, 2, seed=1)]

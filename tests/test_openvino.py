@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration.clips import open_source, random_clips
+from convert.sources import open_source, random_clips
 from edge.core.bundle import DEMO_BUNDLE, OPENVINO_INT8_FILE, load_bundle
 from edge.core.errors import BackendError, BundleError
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from asl_edge.cli import main
-from edge.core.bundle import DEMO_BUNDLE, MODEL_FILE, sha256_of, update_manifest
+from edge.core.bundle import CHECKPOINT_FILE, DEMO_BUNDLE, LABELS_FILE, MODEL_FILE, sha256_of, update_manifest
 from edge.core.config import load_config, update_endpoint_url
 from edge.runtime.release_keys import load_private_key
 from edge.runtime.releases import (
@@ -199,6 +199,41 @@ def test_a_signature_covers_every_field_and_only_trusted_keys_verify(keys, rogue
         ReleaseManifest.verify(escaping, trusted, "1.0.0")
 
 
+def test_publish_refuses_a_fine_tuned_bundle_until_evaluate_passed_exactly_it(
+    s3, keys, aws_chain, tmp_path, capsys
+):
+    channel = f"s3://{BUCKET}/gated"
+    tuned = _demo_copy(tmp_path / "tuned", "demo-ft")
+    update_manifest(tuned, {}, {"lineage": {"parent_model_id": "demo_i3d-bb6825e7"}})
+    assert _publish(s3, channel, tuned, "1.0.0", keys) == 2
+    (error,) = capsys.readouterr().err.strip().splitlines()
+    assert "refusing to publish" in error and "has not passed 'asl-edge evaluate" in error
+    passed = {"verdict": "PASS", "model_sha256": sha256_of(tuned / MODEL_FILE)}
+    passed["labels_sha256"] = sha256_of(tuned / LABELS_FILE)
+    for gate, why in (
+        ({**passed, "verdict": "INCONCLUSIVE"}, "recorded gate INCONCLUSIVE, not PASS"),
+        ({**passed, "model_sha256": "0" * 64}, "model.onnx changed after asl-edge evaluate recorded PASS"),
+    ):
+        update_manifest(tuned, {}, {"gate": gate})
+        assert _publish(s3, channel, tuned, "1.0.0", keys) == 2
+        assert why in capsys.readouterr().err
+    assert _keys_under(s3, "gated/") == [], "nothing of a refused release is uploaded"
+
+    update_manifest(tuned, {}, {"gate": passed})
+    assert _publish(s3, channel, tuned, "1.0.0", keys) == 0
+    assert "forced" not in capsys.readouterr().out
+    trusted = load_public_keys([str(keys / "asl-edge.pub")])
+    release = s3.client().get_object(Bucket=BUCKET, Key="gated/" + release_key("1.0.0", "release.json"))
+    assert ReleaseManifest.verify(release["Body"].read(), trusted, "1.0.0").forced == ""
+
+    ungated = _demo_copy(tmp_path / "ungated", "demo-ft-2")
+    update_manifest(ungated, {}, {"lineage": {"parent_model_id": "demo_i3d-bb6825e7"}})
+    assert _publish(s3, channel, ungated, "2.0.0", keys, "--force") == 0
+    assert "forced past the gate" in capsys.readouterr().out
+    release = s3.client().get_object(Bucket=BUCKET, Key="gated/" + release_key("2.0.0", "release.json"))
+    assert "has not passed" in ReleaseManifest.verify(release["Body"].read(), trusted, "2.0.0").forced
+
+
 def test_publish_uploads_the_release_under_its_version_then_moves_the_pointer(
     s3, keys, aws_chain, tmp_path, capsys
 ):
@@ -207,9 +242,11 @@ def test_publish_uploads_the_release_under_its_version_then_moves_the_pointer(
     out = capsys.readouterr().out
     assert f"{channel} now points to 1.0.0 (sequence 1)" in out
     keys_now = _keys_under(s3, "publish-test/")
+    released = sorted(name for name in os.listdir(DEMO_BUNDLE) if name != CHECKPOINT_FILE)
+    assert len(released) == len(os.listdir(DEMO_BUNDLE)) - 1  # the training weights stay behind
     assert keys_now == [
         "publish-test/current.json",
-        *[f"publish-test/releases/1.0.0/bundle/{name}" for name in sorted(os.listdir(DEMO_BUNDLE))],
+        *[f"publish-test/releases/1.0.0/bundle/{name}" for name in released],
         "publish-test/releases/1.0.0/release.json",
     ]
     client = s3.client()
@@ -217,8 +254,9 @@ def test_publish_uploads_the_release_under_its_version_then_moves_the_pointer(
     release = client.get_object(Bucket=BUCKET, Key="publish-test/" + release_key("1.0.0", "release.json"))
     manifest = ReleaseManifest.verify(release["Body"].read(), trusted, "1.0.0")
     assert {f.path: f.sha256 for f in manifest.files} == {
-        name: sha256_of(DEMO_BUNDLE / name) for name in os.listdir(DEMO_BUNDLE)
+        name: sha256_of(DEMO_BUNDLE / name) for name in released
     }
+    assert manifest.forced == ""
     pointer = client.get_object(Bucket=BUCKET, Key=f"publish-test/{POINTER_FILE}")["Body"].read()
     assert ChannelPointer.verify(pointer, trusted).version == "1.0.0"
 

@@ -40,8 +40,8 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_build_load_infer_and_verify(bundle_dir, precision):
-    from calibration.clips import open_source
     from calibration.verify import compare_backends
+    from convert.sources import open_source
     from edge.core.bundle import load_bundle
     from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from edge.runtime.backends.tensorrt.backend import TensorRTBackend

@@ -28,6 +28,13 @@ CALIBRATION_CACHE_FILE = "calibration.cache"
 OPENVINO_INT8_FILE = "model.openvino.int8.xml"
 OPENVINO_INT8_WEIGHTS_FILE = "model.openvino.int8.bin"
 ENGINES_DIR = "engines"  # TensorRT engines built on each device, beside their JSON sidecars
+# The PyTorch weights fine-tuning starts from (build time only: a release leaves them behind).
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_SECTION = "checkpoint"
+# Manifest sections of the learning loop: what a fine-tuned model was made from, and the verdict
+# of ``asl-edge evaluate`` that ``asl-edge publish`` requires of it.
+LINEAGE_SECTION = "lineage"
+GATE_SECTION = "gate"
 INPUT_LAYOUT = "NCTHW"
 COLOR_ORDER = "BGR"
 VALUE_RANGE = (-1.0, 1.0)

@@ -196,12 +196,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
         else:
             bundle, channel = Path(args.targets[0]), args.targets[1]
             done = publish_release(
-                bundle, channel, args.version, Path(args.key), settings, not args.no_promote
+                bundle, channel, args.version, Path(args.key), settings, not args.no_promote, args.force
             )
             print(
                 f"release {done.version}: {done.files} files, {done.size} bytes, model {done.model_id}, "
                 f"signed with key {done.key_id}, uploaded to {done.channel}/releases/{done.version}/"
             )
+            if done.forced:
+                print(f"forced past the gate, as its signed release.json records: {done.forced}")
     except ChannelError as exc:
         print_error(str(exc))
         return EXIT_FAILURE
@@ -377,6 +379,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     publish.add_argument(
         "--no-promote", action="store_true", help="upload the release without making it current"
+    )
+    publish.add_argument(
+        "--force",
+        action="store_true",
+        help="publish a fine-tuned bundle that has not passed asl-edge evaluate (the release records it)",
     )
     publish.set_defaults(handler=cmd_publish)
 

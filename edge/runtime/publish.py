@@ -5,6 +5,12 @@ signed ``release.json``, and only then the signed pointer ``current.json``. Ever
 is written with ``If-None-Match: *``: a version, once written, is never overwritten (the server
 refuses, as AWS S3, MinIO and SeaweedFS do). Rollback is a promotion: the pointer moves to a
 release that is already in the channel, with the next sequence number.
+
+A fine-tuned bundle (one whose manifest has a ``lineage``) is published only once ``asl-edge
+evaluate`` recorded PASS for exactly its model and labels; ``force`` publishes it anyway, and its
+signed release manifest then says so. The training weights (``checkpoint.pt``) stay behind, like
+``engines/``: a kiosk never runs PyTorch, and a WLASL checkpoint would double a release's size for
+bytes nobody reads there (the manifest still names them by sha256).
 """
 
 from __future__ import annotations
@@ -16,7 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.core.bundle import ENGINES_DIR, load_bundle
+from edge.core.bundle import (
+    CHECKPOINT_FILE,
+    ENGINES_DIR,
+    GATE_SECTION,
+    LABELS_FILE,
+    LINEAGE_SECTION,
+    MODEL_FILE,
+    Bundle,
+    load_bundle,
+    sha256_of,
+)
 from edge.core.utc import utc_iso
 from edge.runtime.channel import Channel
 from edge.runtime.release_keys import load_private_key
@@ -49,14 +65,15 @@ class Published:
     files: int = 0
     size: int = 0
     model_id: str = ""
+    forced: str = ""  # the gate refusal --force overrode
 
 
 def release_files(bundle_dir: Path) -> list[Path]:
-    """The files a release carries: the bundle's top-level files; ``engines/`` stays behind
-    (engines are built for each device) and hidden files are skipped."""
+    """The files a release carries: the bundle's top-level files; ``engines/`` (built for each
+    device) and ``checkpoint.pt`` (training weights) stay behind and hidden files are skipped."""
     files = []
     for entry in sorted(bundle_dir.iterdir()):
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") or entry.name == CHECKPOINT_FILE:
             continue
         info = entry.lstat()
         if stat.S_ISDIR(info.st_mode) and entry.name == ENGINES_DIR:
@@ -69,19 +86,42 @@ def release_files(bundle_dir: Path) -> list[Path]:
     return files
 
 
-def check_bundle_loads(bundle_dir: Path) -> str:
+def gate_problem(bundle: Bundle) -> str | None:
+    """Why a fine-tuned bundle may not be published yet; None for one that passed its gate, or
+    one made by ``asl-edge convert`` (no lineage)."""
+    if LINEAGE_SECTION not in bundle.manifest:
+        return None
+    path, gate = bundle.path, bundle.manifest.get(GATE_SECTION)
+    if not isinstance(gate, dict):
+        return (
+            f"{path} is fine-tuned and has not passed 'asl-edge evaluate {path} --baseline BUNDLE "
+            "--dataset DIR' (or publish --force)"
+        )
+    if gate.get("verdict") != "PASS":
+        return f"{path}: asl-edge evaluate recorded gate {gate.get('verdict')}, not PASS (or publish --force)"
+    for name, key in ((MODEL_FILE, "model_sha256"), (LABELS_FILE, "labels_sha256")):
+        if gate.get(key) != sha256_of(path / name):
+            return f"{path}: {name} changed after asl-edge evaluate recorded PASS; evaluate it again"
+    return None
+
+
+def check_bundle_loads(bundle_dir: Path, force: bool = False) -> tuple[str, str]:
     """The model id of a bundle that loads and answers a smoke inference on ONNX Runtime, as a
-    kiosk would run it; BundleError or BackendError otherwise."""
+    kiosk would run it, and the gate refusal ``force`` overrode (empty when none); BundleError,
+    BackendError or ReleaseError otherwise."""
     from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from edge.runtime.model import smoke_test
 
     bundle = load_bundle(bundle_dir)
+    problem = gate_problem(bundle)
+    if problem and not force:
+        raise ReleaseError(f"refusing to publish: {problem}")
     backend = OnnxRuntimeBackend(bundle.model_path, bundle.spec)
     try:
         smoke_test(backend)
     finally:
         backend.close()
-    return bundle.spec.model_id
+    return bundle.spec.model_id, problem or ""
 
 
 def publish_release(
@@ -91,11 +131,12 @@ def publish_release(
     key_path: Path,
     settings: S3Settings,
     promote: bool = True,
+    force: bool = False,
 ) -> Published:
     """Upload ``bundle_dir`` as release ``version`` and (with ``promote``) make it current."""
     check_name(version, "version")
     private_key = load_private_key(key_path)
-    model_id = check_bundle_loads(bundle_dir)
+    model_id, forced = check_bundle_loads(bundle_dir, force)
     files = release_files(bundle_dir)
     channel = Channel(channel_url, settings)
     if channel.exists(release_key(version)):
@@ -110,7 +151,7 @@ def publish_release(
         channel.put(release_key(version, entry.path), body, "application/octet-stream", once=True)
         entries.append(entry)
         log.info("uploaded %s (%d bytes)", channel.location.url(release_key(version, entry.path)), entry.size)
-    manifest = ReleaseManifest(version, utc_iso(), model_id, tuple(entries))
+    manifest = ReleaseManifest(version, utc_iso(), model_id, tuple(entries), forced=forced)
     channel.put(
         release_key(version, RELEASE_FILE),
         sign_document(manifest.document(), private_key),
@@ -126,6 +167,7 @@ def publish_release(
         len(entries),
         manifest.size,
         model_id,
+        forced,
     )
 
 

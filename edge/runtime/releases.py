@@ -4,7 +4,9 @@ A channel ``s3://BUCKET/PREFIX`` holds each release under its own version, and o
 
     PREFIX/releases/<version>/bundle/<file>     the bundle's files (engines are built on each device)
     PREFIX/releases/<version>/release.json      signed: version, created, model id, every file's
-                                                path, size and sha256, the signing key's id
+                                                path, size and sha256, the signing key's id, and
+                                                (optional) ``forced``: the gate refusal a publisher
+                                                overrode
     PREFIX/current.json                         signed: the current version, the sha256 of its
                                                 release.json and a sequence number
 
@@ -196,15 +198,19 @@ class ReleaseManifest:
     model_id: str
     files: tuple[ReleaseFile, ...]
     key_id: str = ""
+    forced: str = ""  # why the publisher's gate refused the bundle, when --force overrode it
 
     def document(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "schema": RELEASE_SCHEMA,
             "version": self.version,
             "created": self.created,
             "model_id": self.model_id,
             "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
         }
+        if self.forced:
+            document["forced"] = self.forced
+        return document
 
     @property
     def size(self) -> int:
@@ -237,6 +243,7 @@ class ReleaseManifest:
             _string(document, "model_id", what),
             tuple(files),
             str(document["key_id"]),
+            _string(document, "forced", what) if "forced" in document else "",
         )
 
 
