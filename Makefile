@@ -6,13 +6,17 @@ PYTEST_ARGS ?=
 # pytest-xdist workers: most tests wait on services, so more workers than cores pay off.
 PYTEST_JOBS ?= 3
 
-.PHONY: setup demo demo-clips test test-jetson lint docs bench demo-model clean install uninstall
+.PHONY: setup demo demo-loop demo-clips test test-jetson lint docs bench demo-model clean install uninstall
 
 setup:
 	scripts/bootstrap.sh $(VENV)
 
 demo: setup
 	$(VENV)/bin/asl-edge demo
+
+# The learning loop end to end: feedback -> dataset -> finetune -> evaluate -> publish -> adopted.
+demo-loop: setup
+	$(VENV)/bin/asl-edge demo --loop
 
 demo-clips: setup
 	$(PY) -m edge.demo.showcase

@@ -41,9 +41,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.loop:
+        from edge.demo.loop import main as loop_demo
+
+        return loop_demo(["--seed", str(args.seed if args.seed is not None else 2027)])
     from edge.demo.live import main as live_demo
 
-    return live_demo(["--seed", str(args.seed)] + (["--fast"] if args.fast else []))
+    seed = args.seed if args.seed is not None else 2026
+    return live_demo(["--seed", str(seed)] + (["--fast"] if args.fast else []))
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -66,6 +71,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     synth.set_defaults(handler=cmd_synth)
 
     demo = commands.add_parser("demo", help="the daemon on a synthetic sentence, with a local broker")
-    demo.add_argument("--seed", type=int, default=2026, help="which synthetic sentence")
+    demo.add_argument("--seed", type=int, help="which synthetic sentences (2026; 2027 with --loop)")
     demo.add_argument("--fast", action="store_true", help="read the video as fast as possible")
+    demo.add_argument(
+        "--loop",
+        action="store_true",
+        help="the learning loop end to end: a left-handed signer's feedback becomes a better model "
+        "that the running kiosk adopts (about 10 minutes; make demo-loop)",
+    )
     demo.set_defaults(handler=cmd_demo)

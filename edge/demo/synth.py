@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -81,16 +81,25 @@ def sentence_video(
 
 def write_video(path: Path, video: Video) -> None:
     """Encodes the video as MP4 and checks that OpenCV reads back the same frame count and size."""
+    write_frames(path, video.frames(), video.fps, video.scene.size)
+
+
+def write_frames(path: Path, frames: Iterable[np.ndarray], fps: float, size: Size) -> int:
+    """Encodes frames of ``size`` as MP4 one at a time (a video of any length, in little memory),
+    checks that OpenCV reads the same count and size back, and returns the count."""
     fourcc = cv2.VideoWriter.fourcc(*FOURCC)
-    writer = cv2.VideoWriter(str(path), fourcc, video.fps, video.scene.size)
+    writer = cv2.VideoWriter(str(path), fourcc, fps, size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {FOURCC} video to {path}")
+    count = 0
     try:
-        for frame in video.frames():
+        for frame in frames:
             writer.write(frame)
+            count += 1
     finally:
         writer.release()
-    _check_readable(path, len(video), video.scene.size)
+    _check_readable(path, count, size)
+    return count
 
 
 def _check_readable(path: Path, frames: int, size: Size) -> None:
