@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from edge.core.config import ScreenConfig
 from edge.demo.signer import Video
 from edge.demo.synth import sentence_rng, sentence_words, write_video
+from edge.runtime.screen.server import ScreenServer
 from tests.browser import requested_urls, require_chromium, resize, start_chromium, wait_for
 from tests.services import Mosquitto, MqttSubscriber, free_port, running_daemon
 
@@ -345,3 +347,33 @@ def test_with_the_broker_stopped_the_page_shows_words_and_stores_feedback(kiosk,
     finally:
         broker.start()
     wait_for(lambda: not banner.is_displayed(), 15, "the banner to clear after the broker is back")
+
+
+def test_a_page_opened_with_the_token_reads_through_its_session_and_one_without_is_told(tmp_path):
+    """A screen with a token (no daemon needed): the page trades the address's token for its
+    session and gets live words; a page without the token gets nothing and says what it needs."""
+    require_chromium()
+    token_file = tmp_path / "screen-token"
+    token_file.write_text("s3cret-token\n", encoding="utf-8")
+    server = ScreenServer(ScreenConfig(port=0, token_file=str(token_file)), lambda payload: {})
+    server.set_model(("book", "drink", "chair"), "m")
+    server.start()
+    wait_for(lambda: server.url)
+    top_k = [{"word": "drink", "score": 0.8}, {"word": "book", "score": 0.1}]
+    server.publish_prediction({"id": "p-0", "word": "drink", "confidence": 0.8, "top_k": top_k})
+    driver = start_chromium(800, 480)
+    try:
+        driver.get(f"{server.url}#token=s3cret-token")
+        wait_for(lambda: _element(driver, "word").text == "drink", what="the word through the session")
+        assert "#token" not in driver.current_url  # the page keeps it, the address bar does not
+        server.publish_prediction({"id": "p-1", "word": "chair", "confidence": 0.7, "top_k": top_k})
+        wait_for(lambda: _element(driver, "word").text == "chair", what="a live word")
+        driver.execute_cdp_cmd("Network.clearBrowserCookies", {})  # its Path=/api is not the page's
+        driver.execute_script("localStorage.clear()")
+        driver.get(server.url)
+        banner = _element(driver, "status-banner")
+        wait_for(lambda: "needs its token" in banner.text, what="the page to say it needs the token")
+        assert _element(driver, "word").text == "…"
+    finally:
+        driver.quit()
+        server.stop()
