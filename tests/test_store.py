@@ -192,7 +192,9 @@ def test_a_version_3_database_keeps_every_row_and_new_ones_carry_cohort_and_shad
         None,
         None,
     )
-    store.add_prediction(PredictionRecord("p-4", "who", 0.8, [], "m2", model_version="1.0.0", cohort="canary"))
+    store.add_prediction(
+        PredictionRecord("p-4", "who", 0.8, [], "m2", model_version="1.0.0", cohort="canary")
+    )
     store.set_shadow("p-4", "2.0.0", "chair", 0.625)
     store.add_feedback("p-4", True, None)
     [row] = store.sync_rows()

@@ -289,6 +289,11 @@ class Candidate:
     def ref(self) -> ReleaseRef:
         return ReleaseRef(self.version, self.release_sha256)
 
+    @property
+    def step_began(self) -> str:
+        """When the current step began (the first one began with the rollout)."""
+        return self.stepped or self.started
+
     def document(self) -> dict[str, Any]:
         return {
             "version": self.version,
@@ -297,7 +302,7 @@ class Candidate:
             "shadow": self.shadow,
             "started": self.started,
             "step": self.step,
-            "stepped": self.stepped or self.started,
+            "stepped": self.step_began,
         }
 
     @classmethod
