@@ -195,7 +195,7 @@ def decide(
     if step.judged < thresholds.min_judged:
         missing.append(f"{step.judged} of {thresholds.min_judged} {unit}")
     if not step.paired and step.stable.judged == 0:
-        missing.append(f"no judged signs of stable {pointer.version} to compare with")
+        missing.append(f"no judged signs of stable {pointer.version} to compare")
     baked_s = _elapsed_s(candidate.step_began, now)
     if baked_s < thresholds.bake_s:
         missing.append(f"baked {max(0.0, baked_s):.0f} of {thresholds.bake_s:g} s")
