@@ -132,10 +132,12 @@ def cmd_fleet_report(args: argparse.Namespace) -> int:
     for name, entry in sorted(report["releases"].items()):
         shadow = entry["shadow"]
         line = f"{name}: {entry['correct']} of {entry['judged']} judged signs right"
-        if entry["judged"]:
+        if not entry["judged"]:
+            line = f"{name}: not served"
+        else:
             line += f" ({entry['accuracy']:.1%}, CI {entry['ci_low']:.1%}-{entry['ci_high']:.1%})"
         if shadow:
-            line += f"; in shadow {shadow['correct']} of {shadow['judged']}"
+            line += f"; in shadow {shadow['correct']} of {shadow['judged']} right"
         print(line)
     print(f"wrote {Path(args.out) / 'report.json'} and report.html ({report['judged']} judged signs)")
     return EXIT_OK

@@ -162,7 +162,7 @@ def test_the_step_holds_saying_what_is_missing_and_moves_on_evidence_alone():
         pointer, _tallies((200, 200), (60, 60)), _tallies((200, 200), (60, 60)), baking, now
     ).why == ("baked 7200 of 10800 s")
     # 60 of 60 against a perfect stable: the lower bound is -6.0 points, inside a 10-point margin
-    # and outside a 5-point one, which needs about 77 signs.
+    # and outside a 5-point one, which needs 74 signs.
     tight = decide(
         pointer, _tallies((200, 200), (60, 60)), _tallies((200, 200), (60, 60)), Thresholds(margin=0.05), now
     )

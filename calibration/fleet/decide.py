@@ -187,7 +187,12 @@ def decide(
             f"{whole.stable.correct} of {whole.stable.judged}, difference {_points(whole.difference.value)} "
             f"points (upper bound {_points(whole.difference.high)}"
             + (f", McNemar p = {whole.p_value:.3g}" if whole.paired else "")
-            + f"); {candidate.version} leaves the channel, its kiosks return to {pointer.version}"
+            + f"); {candidate.version} leaves the channel, "
+            + (
+                "its kiosks stop running it in shadow"
+                if candidate.shadow
+                else f"its kiosks return to {pointer.version}"
+            )
         )
         return Decision(ROLLBACK, why, None, lines)
     missing = []

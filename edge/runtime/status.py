@@ -185,8 +185,8 @@ def _cohort(health: dict[str, Any]) -> str:
     if not shadow:
         return f"{cohort}; no shadow model"
     return (
-        f"{cohort}; release {shadow} in shadow: {health.get('shadow_signs')} signs, "
-        f"{health.get('shadow_skipped')} skipped, p50 {_ms(health.get('shadow_inference_ms_p50'))}"
+        f"{cohort}; release {shadow} in shadow: signs read {health.get('shadow_signs')}, skipped "
+        f"{health.get('shadow_skipped')}, p50 {_ms(health.get('shadow_inference_ms_p50'))}"
     )
 
 
