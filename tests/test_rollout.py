@@ -652,9 +652,19 @@ def test_a_shadow_candidate_never_shows_its_words_and_is_judged_on_the_same_sign
 
 
 def test_a_kiosk_killed_while_its_cohort_takes_a_candidate_restarts_on_a_verified_release(
-    s3, keys, publisher, tmp_path
+    s3, keys, publisher, tmp_path, capsys
 ):
     channel = f"s3://{CHANNELS}/hall"
+    key, endpoint = str(keys / "asl-edge.key"), ["--endpoint-url", s3.endpoint_url]
+    publish = ["publish", str(DEMO_BUNDLE), channel, "--version", "0.9.0", "--key", key, *endpoint]
+    assert main([*publish, "--fraction", "0.5"]) == 2
+    assert "--fraction and --shadow go with --candidate" in capsys.readouterr().err
+    assert main([*publish, "--candidate"]) == 2
+    assert "publish --candidate needs --fraction F" in capsys.readouterr().err
+    assert main([*publish, "--candidate", "--fraction", "0.5"]) == 2
+    assert "has no stable release signed by this key" in capsys.readouterr().err
+    listing = s3.client().list_objects_v2(Bucket=CHANNELS, Prefix="hall/")
+    assert listing["KeyCount"] == 0, "nothing is uploaded for a rollout that cannot start"
     _publish(s3, keys, _demo_copy(tmp_path / "b1", "hall-1"), channel, "1.0.0")
     video = synthetic_sentence(tmp_path / "signer")
     broker = Mosquitto(tmp_path).start()
@@ -680,7 +690,7 @@ def test_a_kiosk_killed_while_its_cohort_takes_a_candidate_restarts_on_a_verifie
             (candidate / "padding.bin").write_bytes(os.urandom(1 << 20))
             _publish(s3, keys, candidate, channel, "2.0.0", "--candidate", "--fraction", "1.0")
             deadline = time.monotonic() + 30
-            while not (partial.is_file() and partial.stat().st_size > 0):
+            while not partial.is_file():  # its first 1 MiB chunk is still on the way
                 assert daemon.poll() is None and time.monotonic() < deadline, (
                     "the candidate's download never began"
                 )
