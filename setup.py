@@ -24,6 +24,7 @@ setup(
         "edge.demo": ["bundle/*"],
         "edge.runtime.screen": ["static/*"],
         "calibration.dataset": ["*.sql"],  # the queries asl-edge dataset build runs
+        "calibration.fleet": ["*.sql"],  # and those of asl-edge fleet report and rollout step
     },
     install_requires=[
         "boto3>=1.36",
@@ -47,8 +48,9 @@ setup(
             "openvino>=2026.4,<2027",
         ],
         "calibrate": ["onnx>=1.15", "nncf>=3.4,<3.5", "openvino>=2026.4,<2027"],
-        # The workstation's half of the learning loop: asl-edge dataset build (never on a kiosk).
-        "loop": ["duckdb>=2.0,<3"],
+        # The workstation's half of the learning loop: asl-edge dataset build, fleet report (its
+        # plots: matplotlib) and rollout step (never on a kiosk).
+        "loop": ["duckdb>=2.0,<3", "matplotlib>=3.8"],
         # asl-edge evaluate's report.html (the charts); never on the kiosk.
         "evaluate": ["matplotlib>=3.8"],
         "jetson": ["pycuda>=2022.1"],

@@ -1,6 +1,7 @@
 """``asl-edge calibrate`` and ``asl-edge verify`` (the INT8 and engine checks of this layer),
-``asl-edge dataset build`` (the kiosks' feedback as a training set) and ``asl-edge evaluate`` (a
-fine-tuned candidate against its baseline: the gate before publishing)."""
+``asl-edge dataset build`` (the kiosks' feedback as a training set), ``asl-edge evaluate`` (a
+fine-tuned candidate against its baseline: the gate before publishing), and the fleet's verdict on
+its releases: ``asl-edge fleet report`` and ``asl-edge rollout step``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import re
 import sys
 from pathlib import Path
 
-from edge.core.command_line import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, fraction, positive_int, print_error
+from edge.core.command_line import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    fraction,
+    number,
+    positive_int,
+    print_error,
+)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -105,6 +114,76 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_candidate(plan, lambda line: print(f"asl-edge: {line}", file=sys.stderr, flush=True))
     print("\n".join(summary_lines(result)))
     return EXIT_OK if result.verdict.passed else EXIT_FAILURE
+
+
+def steps(text: str) -> tuple[float, ...]:
+    """An argparse type: rollout fractions, increasing, each above 0 and at most 1 (0.1,0.5,1.0)."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(not 0 < v <= 1 for v in values) or list(values) != sorted(set(values)):
+        raise argparse.ArgumentTypeError(
+            f"expected increasing fractions in (0, 1], comma-separated (0.1,0.5,1.0); got {text!r}"
+        )
+    return values
+
+
+def cmd_fleet_report(args: argparse.Namespace) -> int:
+    from calibration.dataset.errors import SourceUnavailable
+    from calibration.fleet.report import ReportPlan, build_report
+
+    plan = ReportPlan(
+        args.source,
+        Path(args.out),
+        args.endpoint_url or "",
+        args.credentials_file or "",
+        args.since,
+        args.confidence,
+    )
+    try:
+        report = build_report(plan)
+    except (SourceUnavailable, OSError) as exc:
+        print_error(str(exc))
+        return EXIT_FAILURE
+    for name, entry in sorted(report["releases"].items()):
+        shadow = entry["shadow"]
+        line = f"{name}: {entry['correct']} of {entry['judged']} judged signs right"
+        if not entry["judged"]:
+            line = f"{name}: not served"
+        else:
+            line += f" ({entry['accuracy']:.1%}, CI {entry['ci_low']:.1%}-{entry['ci_high']:.1%})"
+        if shadow:
+            line += f"; in shadow {shadow['correct']} of {shadow['judged']} right"
+        print(line)
+    print(f"wrote {Path(args.out) / 'report.json'} and report.html ({report['judged']} judged signs)")
+    return EXIT_OK
+
+
+def cmd_rollout_step(args: argparse.Namespace) -> int:
+    from calibration.dataset.errors import SourceUnavailable
+    from calibration.fleet.decide import Thresholds
+    from calibration.fleet.step import StepPlan, run_step
+    from edge.runtime.releases import ChannelError
+
+    thresholds = Thresholds(args.min_judged, args.bake_s, args.margin, args.confidence, args.steps)
+    plan = StepPlan(
+        args.channel,
+        args.feedback,
+        Path(args.key),
+        args.endpoint_url or "",
+        args.credentials_file or "",
+        thresholds,
+        args.dry_run,
+        Path(args.cache) if args.cache else None,
+    )
+    try:
+        decision = run_step(plan, lambda line: print(line, flush=True))
+    except (SourceUnavailable, ChannelError, OSError) as exc:
+        print_error(str(exc))
+        return EXIT_FAILURE
+    print(f"decision: {decision.decision} — {decision.why}", flush=True)
+    return EXIT_OK
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -219,3 +298,67 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="top-1 any class may lose where it has enough clips to tell (0.10)",
     )
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    fleet = commands.add_parser("fleet", help="how each release does in the field, from the kiosks' feedback")
+    fleet_actions = fleet.add_subparsers(dest="action", required=True, metavar="ACTION")
+    report = fleet_actions.add_parser(
+        "report",
+        help="accuracy per release (serving and shadow), cohort, word and kiosk with intervals, the paired "
+        "shadow table and the feedback volume: report.json and an offline report.html",
+    )
+    report.add_argument(
+        "source", metavar="s3://BUCKET/PREFIX", help="where the kiosks sync ([sync] bucket and prefix)"
+    )
+    report.add_argument("--out", required=True, help="the report's folder (its .cache/ keeps the batches)")
+    report.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS S3)")
+    report.add_argument(
+        "--credentials-file",
+        help="AWS shared-credentials file (default: the AWS chain; without any, requests go unsigned)",
+    )
+    report.add_argument("--since", type=day, help="first day (YYYY-MM-DD, UTC) of the batches read")
+    report.add_argument(
+        "--confidence", type=number(float, 0.5, 0.999), default=0.95, help="of the intervals (0.95)"
+    )
+    report.set_defaults(handler=cmd_fleet_report)
+
+    rollout = commands.add_parser("rollout", help="staged rollouts decided by the fleet's feedback")
+    rollout_actions = rollout.add_subparsers(dest="action", required=True, metavar="ACTION")
+    step = rollout_actions.add_parser(
+        "step",
+        help="judge the channel's candidate on the feedback and promote, expand, roll back or hold "
+        "(re-signing the pointer); the last line is 'decision: ...'",
+    )
+    step.add_argument("channel", metavar="s3://BUCKET/PREFIX", help="the release channel (asl-edge publish)")
+    step.add_argument(
+        "--feedback", required=True, metavar="s3://BUCKET/PREFIX", help="where the kiosks sync their feedback"
+    )
+    step.add_argument("--key", required=True, help="the publisher's private key (asl-edge keygen)")
+    step.add_argument("--endpoint-url", help="S3-compatible endpoint of both (default: AWS S3)")
+    step.add_argument("--credentials-file", help="AWS shared-credentials file (default: the AWS chain)")
+    step.add_argument(
+        "--min-judged",
+        type=positive_int,
+        default=60,
+        help="judged signs the candidate needs in a step before it may move on (60)",
+    )
+    step.add_argument(
+        "--bake-s",
+        type=number(float, 0.0),
+        default=0.0,
+        help="seconds each step must run before it may move on (0: the judged signs decide)",
+    )
+    step.add_argument(
+        "--margin",
+        type=number(float, 0.0, 1.0),
+        default=0.1,
+        help="how much worse than stable the candidate may be, as a fraction (0.1: ten points)",
+    )
+    step.add_argument(
+        "--confidence", type=number(float, 0.5, 0.999), default=0.95, help="of the intervals and tests (0.95)"
+    )
+    step.add_argument(
+        "--steps", type=steps, default=(0.1, 0.5, 1.0), help="the rollout's fractions (0.1,0.5,1.0)"
+    )
+    step.add_argument("--cache", help="where the feedback is mirrored (default: ~/.cache/asl-edge/feedback)")
+    step.add_argument("--dry-run", action="store_true", help="decide, print, and change nothing")
+    step.set_defaults(handler=cmd_rollout_step)

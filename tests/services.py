@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ __all__ = [
     "Mosquitto",
     "MqttSubscriber",
     "SeaweedFS",
+    "SlowLink",
     "free_port",
     "free_port_pair",
     "running_daemon",
@@ -84,3 +87,41 @@ class MqttSubscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class SlowLink:
+    """A TCP relay on loopback that passes at most ``bytes_per_s`` from the server to the client (a
+    slow network for a real download), counting what it passed."""
+
+    def __init__(self, target_port: int, bytes_per_s: float) -> None:
+        self.target_port, self.bytes_per_s = target_port, bytes_per_s
+        self.relayed = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, server, 0.0), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(server, client, 1.0 / self.bytes_per_s), daemon=True
+            ).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, seconds_per_byte: float) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(16384):
+                sink.sendall(chunk)
+                if seconds_per_byte:
+                    self.relayed += len(chunk)
+                    time.sleep(len(chunk) * seconds_per_byte)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()

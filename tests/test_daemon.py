@@ -1,5 +1,7 @@
 """The kiosk daemon end to end: GStreamer file source -> segmentation -> demo model -> Mosquitto."""
 
+import csv
+import io
 import json
 import signal
 import sqlite3
@@ -369,7 +371,13 @@ def test_feedback_reaches_the_bucket_while_the_daemon_runs(sentences, broker, tm
         assert header.startswith("feedback_id,prediction_id,device_id,")
         assert f"1,{prediction['id']},kiosk-test," in row
         assert ",false,'-1," in row
-        # model_version last, empty: this kiosk runs a local bundle, not a release
-        assert row.endswith(f",{prediction['model']},{AUTO_CPU_BACKEND},{clip},")
+        [cells] = csv.DictReader(io.StringIO(body))
+        assert (cells["model_id"], cells["backend"], cells["clip_key"]) == (
+            prediction["model"],
+            AUTO_CPU_BACKEND,
+            clip,
+        )
+        # a local bundle, not a release; no rollout, no shadow
+        assert (cells["model_version"], cells["shadow_version"], cells["shadow_word"]) == ("", "", "")
     finally:
         s3.stop()

@@ -65,9 +65,9 @@ def _batch(root: Path, device: str, day: str, rows: list[SyncRow], old: bool = F
     body = rendered.body
     if old:
         table = list(csv.reader(io.StringIO(body.decode("utf-8"), newline="")))
-        assert table[0][-1] == "model_version"
+        end = table[0].index("model_version")  # that column and those appended after it
         text = io.StringIO()
-        csv.writer(text).writerows(line[:-1] for line in table)
+        csv.writer(text).writerows(line[:end] for line in table)
         body = text.getvalue().encode("utf-8")
     path = root / f"device={device}" / f"date={day}" / f"{rows[0].feedback_id}-{rows[-1].feedback_id}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -58,6 +58,7 @@ def test_every_field_of_the_message_is_in_the_readme():
         "metrics",
         "model",
         "updater",
+        "shadow",
         "screen",
     }
     assert all(set(worker) == {"state", "restarts", "last_error"} for worker in payload["workers"].values())

@@ -3,16 +3,13 @@ daemon that adopts, refuses and rolls back releases, kills during a download, of
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -36,7 +33,7 @@ from edge.runtime.releases import (
 from edge.runtime.store import DB_FILE
 from tests.browser import wait_for
 from tests.conftest import AUTO_CPU_BACKEND
-from tests.services import Mosquitto, MqttSubscriber, SeaweedFS, running_daemon
+from tests.services import Mosquitto, MqttSubscriber, SeaweedFS, SlowLink, running_daemon
 
 BUCKET = "models"
 
@@ -435,44 +432,6 @@ def test_a_running_daemon_adopts_refuses_and_rolls_back_releases_and_restarts_of
         assert "release 1.0.0 (installed) not used: labels.txt: sha256" in first["model_update_error"]
         _stop(daemon)
     health.close()
-
-
-class SlowLink:
-    """A TCP relay on loopback that passes at most ``bytes_per_s`` from the server to the client (a
-    slow network for a real download), counting what it passed."""
-
-    def __init__(self, target_port: int, bytes_per_s: float) -> None:
-        self.target_port, self.bytes_per_s = target_port, bytes_per_s
-        self.relayed = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pump, args=(client, server, 0.0), daemon=True).start()
-            threading.Thread(
-                target=self._pump, args=(server, client, 1.0 / self.bytes_per_s), daemon=True
-            ).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, seconds_per_byte: float) -> None:
-        with contextlib.suppress(OSError):
-            while chunk := source.recv(16384):
-                sink.sendall(chunk)
-                if seconds_per_byte:
-                    self.relayed += len(chunk)
-                    time.sleep(len(chunk) * seconds_per_byte)
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def _wait_for_bytes(path: Path, at_least: int, daemon: subprocess.Popen, timeout_s: float = 60.0) -> None:

@@ -150,7 +150,7 @@ def test_a_version_2_database_is_migrated_and_new_predictions_name_their_release
     _schema_2_store(tmp_path)
     with caplog.at_level(logging.INFO, logger="edge.runtime.store"):
         store = Store(tmp_path)
-    assert "from schema 2 to 3" in caplog.text
+    assert f"from schema 2 to {DB_SCHEMA}" in caplog.text
     assert store.counts() == {"predictions": 3, "feedback": 2, "pending_feedback": 1}
     assert [b.key for b in store.pending_batches()] == ["k-1"]
     [row] = store.sync_rows("k-1")
@@ -168,8 +168,43 @@ def test_a_version_2_database_is_migrated_and_new_predictions_name_their_release
     assert versions == {"p-3": "", "p-4": "2026.12.1"}
     store.close()
     db = sqlite3.connect(tmp_path / DB_FILE)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == DB_SCHEMA == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == DB_SCHEMA == 4
     assert db.execute("SELECT COUNT(*) FROM predictions WHERE model_version = ''").fetchone() == (3,)
+
+
+def test_a_version_3_database_keeps_every_row_and_new_ones_carry_cohort_and_shadow(tmp_path, caplog):
+    _schema_2_store(tmp_path)
+    db = sqlite3.connect(tmp_path / DB_FILE)
+    db.executescript(
+        "ALTER TABLE predictions ADD COLUMN model_version TEXT NOT NULL DEFAULT '';"
+        "UPDATE predictions SET model_version = '1.0.0' WHERE id = 'p-1'; PRAGMA user_version=3;"
+    )
+    db.close()
+    with caplog.at_level(logging.INFO, logger="edge.runtime.store"):
+        store = Store(tmp_path)
+    assert "from schema 3 to 4" in caplog.text
+    assert store.counts() == {"predictions": 3, "feedback": 2, "pending_feedback": 1}
+    [old] = store.sync_rows("k-1")
+    assert (old.model_version, old.cohort, old.shadow_version, old.shadow_word, old.shadow_confidence) == (
+        "1.0.0",
+        "",
+        "",
+        None,
+        None,
+    )
+    store.add_prediction(
+        PredictionRecord("p-4", "who", 0.8, [], "m2", model_version="1.0.0", cohort="canary")
+    )
+    store.set_shadow("p-4", "2.0.0", "chair", 0.625)
+    store.add_feedback("p-4", True, None)
+    [row] = store.sync_rows()
+    assert (row.cohort, row.shadow_version, row.shadow_word, row.shadow_confidence) == (
+        "canary",
+        "2.0.0",
+        "chair",
+        0.625,
+    )
+    store.close()
 
 
 def test_retention_prunes_old_predictions_without_feedback_only(tmp_path):

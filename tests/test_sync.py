@@ -211,7 +211,13 @@ def test_new_columns_are_appended_so_old_readers_keep_their_positions():
         "clip_key",
     )
     assert CSV_COLUMNS[: len(first_release)] == first_release
-    assert CSV_COLUMNS[len(first_release) :] == ("model_version",)
+    assert CSV_COLUMNS[len(first_release) :] == (
+        "model_version",
+        "cohort",
+        "shadow_version",
+        "shadow_word",
+        "shadow_confidence",
+    )
 
 
 def test_a_server_outage_marks_nothing_and_the_next_pass_catches_up(tmp_path, capsys):

@@ -50,6 +50,7 @@ def test_the_wheel_installs_into_a_clean_virtualenv_and_works_from_an_empty_dire
     assert {name.split("/")[0] for name in names if ".dist-info/" not in name} == OWN_TOP_LEVEL
     assert "edge/demo/bundle/model.onnx" in names
     assert "calibration/dataset/latest.sql" in names, "the dataset build's queries are package data"
+    assert "calibration/fleet/judged.sql" in names, "so are the fleet report's and the rollout step's"
 
     assert _run(sys.executable, "-m", "venv", venv).returncode == 0
     pins = ROOT / "requirements" / "ci.txt"

@@ -4,6 +4,8 @@
 -- parameter); NULL for "wrong" without a label. Cells the kiosk quoted against spreadsheet
 -- formulas (a leading ' before = + - @ tab or CR, edge/runtime/sync.py) are unquoted.
 -- `revoked`: the prediction or its device is listed in `revoked` (PREFIX/revocations/).
+-- `cohort`, `shadow_version`, `shadow_word`: a staged rollout's columns (asl-edge fleet report), ''
+-- in batches from before they existed.
 -- Parameters: the first and last partition day (YYYY-MM-DD), the placeholder word.
 -- Standard SQL (a window function, CASE, COALESCE, substr, chr), written to run as it is on
 -- Athena/Trino and Spark SQL over the README's external table.
@@ -37,7 +39,12 @@ decoded AS (
         CASE WHEN substr(model_version, 1, 1) = chr(39) AND substr(model_version, 2, 1) IN ('=', '+', '-', '@', chr(9), chr(13))
             THEN substr(model_version, 2) ELSE COALESCE(model_version, '') END AS model_version,
         CASE WHEN substr(clip_key, 1, 1) = chr(39) AND substr(clip_key, 2, 1) IN ('=', '+', '-', '@', chr(9), chr(13))
-            THEN substr(clip_key, 2) ELSE COALESCE(clip_key, '') END AS clip_key
+            THEN substr(clip_key, 2) ELSE COALESCE(clip_key, '') END AS clip_key,
+        COALESCE(cohort, '') AS cohort,
+        CASE WHEN substr(shadow_version, 1, 1) = chr(39) AND substr(shadow_version, 2, 1) IN ('=', '+', '-', '@', chr(9), chr(13))
+            THEN substr(shadow_version, 2) ELSE COALESCE(shadow_version, '') END AS shadow_version,
+        CASE WHEN substr(shadow_word, 1, 1) = chr(39) AND substr(shadow_word, 2, 1) IN ('=', '+', '-', '@', chr(9), chr(13))
+            THEN substr(shadow_word, 2) ELSE COALESCE(shadow_word, '') END AS shadow_word
     FROM ranked
     WHERE newest = 1
 )

@@ -27,8 +27,23 @@ FETCH_ROWS = 2048
 FIRST_DAY, LAST_DAY = "0000-01-01", "9999-12-31"
 
 
-def sql_text(name: str) -> str:
-    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+def sql_text(name: str, directory: Path = SQL_DIR) -> str:
+    return (directory / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def run_sql(
+    db: Any, name: str, parameters: Sequence[object] = (), directory: Path = SQL_DIR
+) -> tuple[Any, str]:
+    """One SQL file on the connection, and its text; DatasetError with DuckDB's reason in one line
+    (a batch that is not CSV, say)."""
+    import duckdb
+
+    text = sql_text(name, directory)
+    try:
+        return db.execute(text, list(parameters)), text
+    except duckdb.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(f"{name}.sql: {first_line}") from exc
 
 
 def open_database(work: Path, memory_limit: str = MEMORY_LIMIT) -> Any:
@@ -89,16 +104,8 @@ class FeedbackQuery:
         self.ran: dict[str, str] = {}
 
     def _run(self, name: str, parameters: Sequence[object] = ()) -> Any:
-        """One SQL file; DatasetError with DuckDB's reason (a batch that is not CSV, say)."""
-        import duckdb
-
-        text = sql_text(name)
-        self.ran[name] = text
-        try:
-            return self.db.execute(text, list(parameters))
-        except duckdb.Error as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatasetError(f"{name}.sql: {first_line}") from exc
+        result, self.ran[name] = run_sql(self.db, name, parameters)
+        return result
 
     def _table(self, name: str, column: str, values: Sequence[str]) -> None:
         """A one-column table of text the SQL files refer to."""

@@ -292,6 +292,25 @@ class UpdateConfig:
     endpoint_url: str = _field(
         "", "S3-compatible endpoint of the channel; empty: [sync] endpoint_url", check=checks.http_url
     )
+    cohort: str = _field(
+        "",
+        "staged rollouts: canary (always take the channel's candidate), stable (never), or empty for "
+        "the draw by a hash of the device id",
+        choices=("", "canary", "stable"),
+    )
+    shadow_threads: int = _field(
+        1,
+        "CPU threads of a candidate run in shadow beside the serving model (fewer than the serving "
+        "model's, so serving keeps its pace)",
+        min=1,
+        max=64,
+    )
+    shadow_nice: int = _field(
+        10,
+        "scheduling niceness added to the shadow's thread (0-19; higher yields the CPU sooner)",
+        min=0,
+        max=19,
+    )
 
     def problems(self) -> Iterator[str]:
         if self.channel and not self.public_key:
@@ -354,7 +373,8 @@ def _check_value(value: Any, kind: Any, rules: dict[str, Any]) -> tuple[Any, str
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         return None, f"expected {kind.__name__}, got {type(value).__name__} {value!r}"
     if "choices" in rules and value not in rules["choices"]:
-        return None, f"{value!r} is not one of {', '.join(rules['choices'])}"
+        choices = ", ".join(choice or '""' for choice in rules["choices"])
+        return None, f"{value!r} is not one of {choices}"
     if "min" in rules and value < rules["min"]:
         return None, f"{value!r} is below the minimum {rules['min']}"
     if "max" in rules and value > rules["max"]:

@@ -36,7 +36,9 @@ def _type(kind: Any) -> str:
 
 def _allowed(rules: dict[str, Any]) -> str:
     if "choices" in rules:
-        return "one of " + ", ".join(f"`{choice}`" for choice in rules["choices"])
+        return "one of " + ", ".join(
+            f"`{json.dumps(choice)}`" if choice == "" else f"`{choice}`" for choice in rules["choices"]
+        )
     if rules.get("pattern") == "id":
         return "1-64 ASCII letters, digits, `-`, `_` or `.`"
     if "check" in rules:  # the rule's own summary, its docstring's first line

@@ -16,6 +16,7 @@ from edge.core.command_line import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
     EXIT_OK,
+    fraction,
     positive_float,
     positive_int,
     print_error,
@@ -177,26 +178,53 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rollout_problem(args: argparse.Namespace) -> str | None:
+    """Why the staged-rollout flags of ``publish`` do not fit together, if they do not."""
+    if args.candidate and (args.promote is not None or args.no_promote):
+        return "publish --candidate rolls out a new release; it takes neither --promote nor --no-promote"
+    if args.candidate and args.fraction is None:
+        return (
+            "publish --candidate needs --fraction F (the share of kiosks that take it, above 0 and at most 1)"
+        )
+    if not args.candidate and (args.fraction is not None or args.shadow):
+        return "--fraction and --shadow go with --candidate"
+    if args.fraction is not None and args.fraction <= 0:
+        return "--fraction must be above 0"
+    return None
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
-    from edge.runtime.publish import promote_release, publish_release
+    from edge.runtime.publish import RolloutStart, promote_release, publish_release
     from edge.runtime.releases import ChannelError
     from edge.runtime.s3 import S3Settings
 
     settings = S3Settings(endpoint_url=args.endpoint_url or "")
     promoting = args.promote is not None
+    problem = _rollout_problem(args)
+    if problem:
+        print_error(problem)
+        return EXIT_BAD_INPUT
     if promoting and (len(args.targets) != 1 or args.version or args.no_promote):
         print_error("publish --promote VERSION takes the channel (s3://BUCKET/PREFIX) alone")
         return EXIT_BAD_INPUT
     if not promoting and (len(args.targets) != 2 or not args.version):
         print_error("publish needs a bundle folder, a channel (s3://BUCKET/PREFIX) and --version")
         return EXIT_BAD_INPUT
+    rollout = RolloutStart(args.fraction, args.shadow) if args.candidate else None
     try:
         if promoting:
             done = promote_release(args.targets[0], args.promote, Path(args.key), settings)
         else:
             bundle, channel = Path(args.targets[0]), args.targets[1]
             done = publish_release(
-                bundle, channel, args.version, Path(args.key), settings, not args.no_promote, args.force
+                bundle,
+                channel,
+                args.version,
+                Path(args.key),
+                settings,
+                not args.no_promote,
+                args.force,
+                rollout,
             )
             print(
                 f"release {done.version}: {done.files} files, {done.size} bytes, model {done.model_id}, "
@@ -209,6 +237,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     if done.sequence is None:
         print(f"{done.channel} still points where it did; publish --promote {done.version} makes it current")
+    elif done.candidate is not None:
+        how = "run in shadow beside it" if done.candidate.shadow else "served"
+        print(
+            f"{done.channel} rolls out {done.version} to {done.candidate.fraction * 100:g}% of its kiosks "
+            f"({how}); the others stay on {done.stable} (sequence {done.sequence})"
+        )
     else:
         print(f"{done.channel} now points to {done.version} (sequence {done.sequence})")
     return EXIT_OK
@@ -384,6 +418,24 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--force",
         action="store_true",
         help="publish a fine-tuned bundle that has not passed asl-edge evaluate (the release records it)",
+    )
+    publish.add_argument(
+        "--candidate",
+        action="store_true",
+        help="start a staged rollout: the release goes to --fraction of the kiosks, the stable one stays "
+        "for the rest (asl-edge rollout step decides what follows)",
+    )
+    publish.add_argument(
+        "--fraction",
+        type=fraction,
+        metavar="F",
+        help="with --candidate: the share of kiosks that take it (above 0, at most 1)",
+    )
+    publish.add_argument(
+        "--shadow",
+        action="store_true",
+        help="with --candidate: those kiosks keep serving the stable release and run the candidate beside "
+        "it, never showing its words",
     )
     publish.set_defaults(handler=cmd_publish)
 

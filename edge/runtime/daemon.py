@@ -8,7 +8,9 @@ loaded is the one the daemon starts on.
 
 This (inference) thread owns the backend: it takes each frame from capture's bounded queue and
 feeds the ``SignPipeline``; each sign it returns is handed to the feedback desk's thread to be
-stored and then published at once (MQTT and the screen only queue it). It does no disk I/O and
+stored and then published at once (MQTT and the screen only queue it); on a canary kiosk of a
+shadow rollout the sign's crops are then offered to the shadow's thread, whose answer is only
+stored (edge/runtime/shadow.py). It does no disk I/O and
 opens no socket per frame: between frames it takes a health snapshot (memory only: each worker's
 typed section, edge/runtime/health_schema.py) and hands it to the health reporter's thread, which
 measures the store, publishes the message, and writes ``health.json`` and the metrics file (every
@@ -17,8 +19,8 @@ own threads: capture restarts a camera that fails or stalls, the MQTT link recon
 it cannot, the feedback desk stores feedback off paho's thread, sync and the updater are
 supervised and restarted when they crash, and the store is a state that a full disk does not
 crash. SIGTERM/SIGINT set one stop event; shutdown classifies the sign in progress, then stops
-capture, the health reporter (after its last message), sync, the screen, feedback, MQTT (after a
-flush) and the store.
+capture, the health reporter (after its last message), sync, the screen, the shadow, feedback,
+MQTT (after a flush) and the store.
 
 systemd gets ``READY=1`` once the model is loaded and the workers run (the camera may still be
 connecting: capture's state is in ``STATUS=`` and health), and ``WATCHDOG=1`` from this loop, over
@@ -57,6 +59,7 @@ from edge.runtime.health_schema import (
     MetricsHealth,
     RecognitionHealth,
     ScreenHealth,
+    ShadowHealth,
     SyncHealth,
     UpdateHealth,
 )
@@ -69,6 +72,7 @@ from edge.runtime.pipeline import Sign, SignPipeline
 from edge.runtime.reload import ModelReloader
 from edge.runtime.reporter import HealthReporter
 from edge.runtime.screen.server import ScreenServer
+from edge.runtime.shadow import ShadowAnswer, ShadowRunner
 from edge.runtime.store import PredictionRecord, StoreError
 from edge.runtime.sync import FeedbackSync
 from edge.runtime.updater import Updater
@@ -146,6 +150,7 @@ class Daemon:
         self.screen: ScreenServer | None = None  # [screen] the kiosk page (issue 13)
         self.sync: FeedbackSync | None = None
         self.updater: Updater | None = None
+        self.shadow: ShadowRunner | None = None  # [update] a candidate run beside the serving model
 
     # -- building and starting ---------------------------------------------------------------
 
@@ -160,7 +165,10 @@ class Daemon:
             started.callback(self.models.close)
             self.reloader = ModelReloader(self.config_path, config, self.models, self.reload_requested)
             if config.update.channel:
-                self.updater = Updater(config, self.reloader.load_release, self.models, startup.error)
+                self.shadow = ShadowRunner(config, self._shadow_answered)
+                self.updater = Updater(
+                    config, self.reloader.load_release, self.models, startup.error, self.shadow
+                )
             self.keeper = StoreKeeper(state_dir, config.storage.max_db_mb)
             self.keeper.open()
             started.callback(self.keeper.close)
@@ -209,6 +217,9 @@ class Daemon:
             started.callback(self.link.stop)
             self.desk.start()
             started.callback(self.desk.stop)
+            if self.shadow is not None:  # stopped before the desk, which records its answers
+                self.shadow.start()
+                started.callback(self.shadow.stop)
             if self.screen is not None:  # [screen] stopped before the desk and the store
                 self.screen.start()
                 started.callback(self.screen.stop)
@@ -284,6 +295,7 @@ class Daemon:
             sign.inference_ms,
             backend=active.selection.backend,
             model_version=active.release.version if active.release else "",
+            cohort=(self.updater.cohort or "") if self.updater else "",
         )
         self.desk.record(lambda: self.keeper.add_prediction(record))
         if self.clips is not None:
@@ -307,6 +319,18 @@ class Daemon:
         self.predictions += 1
         self.pipeline.latencies.sign_end_to_publish_ms.append(end_to_publish_ms)
         log.info("sign %.2f-%.2f s: %s (%.2f)", sign.start_s, sign.end_s, sign.word, sign.confidence)
+        if self.shadow is not None:  # after the serving word is out; skipped while the shadow is busy
+            crops = self.pipeline.segment_crops(sign)
+            self.shadow.offer(prediction_id, crops, active.bundle.spec.preprocessing)
+
+    def _shadow_answered(self, answer: ShadowAnswer) -> None:
+        """The shadow's thread: its answer goes into the prediction's row, after the row itself
+        (both through the desk), and nowhere else: never to MQTT, never to the screen."""
+        self.desk.record(
+            lambda: self.keeper.set_shadow(
+                answer.prediction_id, answer.version, answer.word, answer.confidence
+            )
+        )
 
     # -- health ------------------------------------------------------------------------------
 
@@ -352,6 +376,7 @@ class Daemon:
             metrics=self.metrics.health() if self.metrics else MetricsHealth.disabled(),
             model=self.reloader.health(),
             updater=self.updater.health() if self.updater else UpdateHealth.disabled(),
+            shadow=self.shadow.health() if self.shadow else ShadowHealth.disabled(),
             screen=self.screen.health() if self.screen else ScreenHealth.disabled(),
             latency=self.pipeline.latencies.health(),
         )

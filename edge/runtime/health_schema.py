@@ -1,11 +1,11 @@
 """The health message's schema: one typed section per part of the daemon, merged into one snapshot.
 
 Each worker reports its own frozen section (capture, MQTT, the feedback desk, the store keeper,
-sync, the health reporter, metrics, the model, the updater, the screen) and says what it reports
-when it is off (``disabled()``); the inference thread adds what it owns (recognition counters and
-latency percentiles). The daemon only merges them: no field is made up outside its section. A
-section's ``worker`` (its first field) is how that worker is doing; it goes into ``workers``
-rather than the top level.
+sync, the health reporter, metrics, the model, the updater, a shadow model, the screen) and says
+what it reports when it is off (``disabled()``); the inference thread adds what it owns
+(recognition counters and latency percentiles). The daemon only merges them: no field is made up
+outside its section. A section's ``worker`` (its first field) is how that worker is doing; it goes
+into ``workers`` rather than the top level.
 
 The message is schema 1 (its ``schema`` field): every section's fields flat at the top level, as
 since the first health message, plus ``workers``, ``{name: {"state", "restarts",
@@ -179,14 +179,39 @@ class ModelHealth:
 
 @dataclass(frozen=True)
 class UpdateHealth:
-    """The release channel (edge/runtime/updater.py)."""
+    """The release channel (edge/runtime/updater.py) and the kiosk's part in a staged rollout."""
 
     worker: WorkerHealth  # its entry in ``workers``, not a field of its own
     model_update_error: str | None = reported("why the channel's release is not running")
+    cohort: str | None = reported(
+        "canary (takes the channel's candidate) or stable; null without [update] channel or before "
+        "the first pointer was read"
+    )
+    shadow_version: str | None = reported(
+        "the candidate release run in shadow beside the serving model (its words never shown); null when none"
+    )
 
     @classmethod
     def disabled(cls) -> UpdateHealth:
-        return cls(DISABLED, None)
+        return cls(DISABLED, None, None, None)
+
+
+@dataclass(frozen=True)
+class ShadowHealth:
+    """A candidate run in shadow beside the serving model (edge/runtime/shadow.py)."""
+
+    worker: WorkerHealth  # its entry in ``workers``, not a field of its own
+    shadow_signs: int = reported(
+        "signs the shadow model classified (recorded with the prediction, never published)"
+    )
+    shadow_skipped: int = reported("signs it skipped because it was still busy with the one before")
+    shadow_inference_ms_p50: float | None = reported(
+        "ms the shadow took to classify one sign, median (null before the first)"
+    )
+
+    @classmethod
+    def disabled(cls) -> ShadowHealth:
+        return cls(DISABLED, 0, 0, None)
 
 
 @dataclass(frozen=True)
@@ -236,6 +261,7 @@ class HealthSnapshot:
     metrics: MetricsHealth
     model: ModelHealth
     updater: UpdateHealth
+    shadow: ShadowHealth
     screen: ScreenHealth
     latency: LatencyHealth
 

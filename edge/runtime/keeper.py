@@ -104,6 +104,16 @@ class StoreKeeper:
         self._healthy()
         return True
 
+    def set_shadow(self, prediction_id: str, version: str, word: str, confidence: float) -> None:
+        """Record a shadow model's answer on a prediction; a store that cannot write only reports it
+        (the answer is lost, the serving word is not)."""
+        try:
+            self._open_store().set_shadow(prediction_id, version, word, confidence)
+        except StoreError as exc:
+            self._fault(exc)
+            return
+        self._healthy()
+
     def add_feedback(
         self, prediction_id: str, correct: bool, label: str | None, clip_file: str | None = None
     ) -> FeedbackRecord:

@@ -92,6 +92,16 @@ _HEALTH_COUNTERS = (
     ),
     ("asl_edge_feedback_received", "feedback_received", "Feedback messages received."),
     (
+        "asl_edge_shadow_signs",
+        "shadow_signs",
+        "Signs a candidate run in shadow classified (recorded, never published).",
+    ),
+    (
+        "asl_edge_shadow_skipped",
+        "shadow_skipped",
+        "Signs the shadow model skipped because it was still busy with the one before.",
+    ),
+    (
         "asl_edge_feedback_rejected",
         "feedback_rejected",
         "Feedback messages rejected (invalid, unknown prediction or not stored).",
@@ -128,6 +138,16 @@ def metric_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
             "backend": str(health.get("backend") or ""),
         },
     )
+    if health.get("cohort") is not None:
+        yield InfoMetricFamily(
+            "asl_edge_release",
+            "The kiosk's part in a staged rollout: its cohort, the release it serves and the one in shadow.",
+            value={
+                "cohort": str(health["cohort"]),
+                "model_version": str(health.get("model_version") or ""),
+                "shadow_version": str(health.get("shadow_version") or ""),
+            },
+        )
     for name, key, documentation in _HEALTH_COUNTERS:
         value = _number(health, key)
         if value is not None:

@@ -141,6 +141,12 @@ class SignPipeline:
             self._ring = FrameRing(self._capacity, spec.preprocessing.crop_size)
             self._segmenter.reset()
 
+    def segment_crops(self, sign: Sign) -> list[np.ndarray]:
+        """Every crop of the sign's segment, as views into the ring valid until the next frame is
+        fed: what a second model (a shadow, edge/runtime/shadow.py) reads the same sign from."""
+        ring = self._ring
+        return [ring.crops[slot] for slot in ring.between(sign.start_s, sign.end_s, self.epoch or 0)]
+
     def crop_box(self, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         """Where the model's crop lies in a frame of ``shape`` (for the self-view's outline)."""
         return self._cropper.crop_box(shape)

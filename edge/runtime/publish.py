@@ -4,7 +4,9 @@ Order matters, so that a kiosk never sees half a release: the bundle's files fir
 signed ``release.json``, and only then the signed pointer ``current.json``. Every release object
 is written with ``If-None-Match: *``: a version, once written, is never overwritten (the server
 refuses, as AWS S3, MinIO and SeaweedFS do). Rollback is a promotion: the pointer moves to a
-release that is already in the channel, with the next sequence number.
+release that is already in the channel, with the next sequence number. With ``--candidate`` the
+release starts a staged rollout instead (edge/runtime/pointer_moves.py): the stable release stays,
+and the candidate goes to a fraction of the kiosks.
 
 A fine-tuned bundle (one whose manifest has a ``lineage``) is published only once ``asl-edge
 evaluate`` recorded PASS for exactly its model and labels; ``force`` publishes it anyway, and its
@@ -20,7 +22,6 @@ import logging
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edge.core.bundle import (
     CHECKPOINT_FILE,
@@ -35,16 +36,15 @@ from edge.core.bundle import (
 )
 from edge.core.utc import utc_iso
 from edge.runtime.channel import Channel
+from edge.runtime.pointer_moves import point_to, rollout_base, start_candidate
 from edge.runtime.release_keys import load_private_key
 from edge.runtime.releases import (
-    POINTER_FILE,
     RELEASE_FILE,
-    ChannelPointer,
+    Candidate,
     ReleaseError,
     ReleaseFile,
     ReleaseManifest,
     check_name,
-    claimed_version,
     key_id,
     release_key,
     sign_document,
@@ -66,6 +66,17 @@ class Published:
     size: int = 0
     model_id: str = ""
     forced: str = ""  # the gate refusal --force overrode
+    candidate: Candidate | None = None  # a staged rollout was started beside this stable release
+    stable: str = ""
+
+
+@dataclass(frozen=True)
+class RolloutStart:
+    """``publish --candidate --fraction F [--shadow]``: the share of kiosks, and whether they run
+    the candidate in shadow."""
+
+    fraction: float
+    shadow: bool = False
 
 
 def release_files(bundle_dir: Path) -> list[Path]:
@@ -132,13 +143,17 @@ def publish_release(
     settings: S3Settings,
     promote: bool = True,
     force: bool = False,
+    rollout: RolloutStart | None = None,
 ) -> Published:
-    """Upload ``bundle_dir`` as release ``version`` and (with ``promote``) make it current."""
+    """Upload ``bundle_dir`` as release ``version`` and (with ``promote``) make it current, or
+    (with ``rollout``) start a staged rollout of it beside the stable release."""
     check_name(version, "version")
     private_key = load_private_key(key_path)
     model_id, forced = check_bundle_loads(bundle_dir, force)
     files = release_files(bundle_dir)
     channel = Channel(channel_url, settings)
+    if rollout is not None:
+        rollout_base(channel, version, private_key)
     if channel.exists(release_key(version)):
         raise ReleaseError(
             f"version {version} already exists in {channel.location.url()}; publish a new version, or "
@@ -158,16 +173,22 @@ def publish_release(
         "application/json",
         once=True,
     )
-    sequence = _point(channel, version, private_key) if promote else None
+    pointer = None
+    if rollout is not None:
+        pointer = start_candidate(channel, version, private_key, rollout.fraction, rollout.shadow)
+    elif promote:
+        pointer = point_to(channel, version, private_key, f"replaced by publish of {version}")
     return Published(
         channel.location.url(),
         version,
         key_id(private_key.public_key()),
-        sequence,
+        pointer.sequence if pointer else None,
         len(entries),
         manifest.size,
         model_id,
         forced,
+        pointer.candidate if pointer else None,
+        pointer.version if pointer else "",
     )
 
 
@@ -176,21 +197,5 @@ def promote_release(channel_url: str, version: str, key_path: Path, settings: S3
     check_name(version, "version")
     private_key = load_private_key(key_path)
     channel = Channel(channel_url, settings)
-    sequence = _point(channel, version, private_key)
-    return Published(channel.location.url(), version, key_id(private_key.public_key()), sequence)
-
-
-def _point(channel: Channel, version: str, private_key: Any) -> int:
-    """Move ``current.json`` to ``version`` with the next sequence number; returns it."""
-    manifest = channel.read_document(release_key(version, RELEASE_FILE))
-    if manifest is None:
-        raise ReleaseError(f"{channel.location.url(release_key(version))} has no {RELEASE_FILE}")
-    if claimed_version(manifest) != version:
-        raise ReleaseError(
-            f"{channel.location.url(release_key(version, RELEASE_FILE))} is not release {version}"
-        )
-    current = channel.read_document(POINTER_FILE)
-    sequence = (ChannelPointer.sequence_of(current) if current is not None else 0) + 1
-    pointer = ChannelPointer(version, hashlib.sha256(manifest).hexdigest(), sequence, utc_iso())
-    channel.put(POINTER_FILE, sign_document(pointer.document(), private_key), "application/json", once=False)
-    return sequence
+    pointer = point_to(channel, version, private_key, f"by hand: publish --promote {version}")
+    return Published(channel.location.url(), version, key_id(private_key.public_key()), pointer.sequence)

@@ -4,7 +4,8 @@ A new release is downloaded into ``.download/<version>/`` (each file resumed wit
 after a restart), verified (signatures by a trusted key, every file's size and sha256, nothing
 extra) and only then renamed to ``<version>/``: a kill at any moment leaves the old release, or a
 verified new one, never a mix. ``.channel.json`` records which release runs, which ran before it
-(kept for an instant rollback) and the sequence of the pointer last adopted.
+(kept for an instant rollback), the candidate run in shadow beside it, if any, and the sequence
+of the pointer last adopted.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from edge.runtime.releases import (
     RELEASE_FILE,
     RELEASES_DIR,
     ChannelError,
-    ChannelPointer,
     ReleaseError,
     ReleaseManifest,
+    ReleaseRef,
     ReleaseRefused,
     check_name,
     load_public_keys,
@@ -77,11 +78,18 @@ class InstalledRelease:
 
 @dataclass(frozen=True)
 class ChannelState:
-    """``.channel.json``: the release running, the one before it, the last pointer's sequence."""
+    """``.channel.json``: the release running, the one before it, the last pointer's sequence, and
+    the candidate run in shadow (its copy is kept too)."""
 
     current: str | None = None
     previous: str | None = None
     sequence: int = 0
+    shadow: str | None = None
+
+    @property
+    def kept(self) -> set[str]:
+        """The releases whose copies stay on the device."""
+        return {version for version in (self.current, self.previous, self.shadow) if version}
 
 
 def update_s3_settings(config: Config) -> S3Settings:
@@ -105,7 +113,9 @@ class ReleaseStore:
         path = self.root / STATE_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            state = ChannelState(data.get("current"), data.get("previous"), int(data.get("sequence", 0)))
+            state = ChannelState(
+                data.get("current"), data.get("previous"), int(data.get("sequence", 0)), data.get("shadow")
+            )
         except FileNotFoundError:
             return ChannelState()
         except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
@@ -132,8 +142,8 @@ class ReleaseStore:
         verify_bundle_dir(directory / BUNDLE_DIR, manifest, engines_allowed=True)
         return InstalledRelease(version, directory, manifest, hashlib.sha256(data).hexdigest())
 
-    def download(self, channel: Channel, pointer: ChannelPointer, stop: threading.Event) -> InstalledRelease:
-        """Fetch, verify and install the release the pointer names (resuming what a previous run
+    def download(self, channel: Channel, pointer: ReleaseRef, stop: threading.Event) -> InstalledRelease:
+        """Fetch, verify and install the release a pointer names (resuming what a previous run
         left); ReleaseRefused when it does not verify, ChannelError when S3 fails."""
         version = pointer.version
         staging = self.root / DOWNLOAD_DIR / version

@@ -7,15 +7,22 @@ A channel ``s3://BUCKET/PREFIX`` holds each release under its own version, and o
                                                 path, size and sha256, the signing key's id, and
                                                 (optional) ``forced``: the gate refusal a publisher
                                                 overrode
-    PREFIX/current.json                         signed: the current version, the sha256 of its
-                                                release.json and a sequence number
+    PREFIX/current.json                         signed: the current (stable) version, the sha256
+                                                of its release.json, a sequence number, and
+                                                optionally a candidate in a staged rollout and the
+                                                rollout's recent decisions
 
-Documents are JSON objects of strings, integers and lists; the signature (Ed25519, from
+Documents are JSON objects of strings, integers, lists and objects (a candidate's rollout
+``fraction`` is the one number with a fraction: Python writes and reads it back to the same
+text); the signature (Ed25519, from
 ``cryptography``) covers the canonical bytes of everything but the ``signature`` field itself:
 sorted keys, no spaces, ASCII. A verifier re-serialises what it parsed, so what it verifies is
 exactly what it then uses. A key's id is the first 16 hex digits of the SHA-256 of its raw public
 bytes. The pointer's sequence grows with each promotion; a kiosk refuses a pointer older than the
-one it adopted, so replaying an old pointer cannot downgrade it.
+one it adopted, so replaying an old pointer cannot downgrade it. The pointer's ``candidate`` and
+``history`` were added later as optional fields: a kiosk of the first format verifies the whole
+document (they are signed with the rest) and reads only what it knows, so it runs the stable
+release.
 
 The publisher's keys are made and read in edge/runtime/release_keys.py, the channel's objects in
 S3 are read and written by edge/runtime/channel.py; kiosks and the publisher share this format.
@@ -46,6 +53,7 @@ BUNDLE_DIR = "bundle"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 MAX_DOCUMENT_BYTES = 1 << 20  # a pointer or release manifest; a manifest lists a few files
+HISTORY_LIMIT = 20  # rollout decisions a pointer keeps (the oldest are dropped)
 
 
 class ReleaseError(AslEdgeError):
@@ -175,6 +183,20 @@ def _integer(document: dict[str, Any], name: str, what: str) -> int:
     return value
 
 
+def _fraction(document: dict[str, Any], name: str, what: str) -> float:
+    value = document.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ReleaseRefused(f"{what}: {name} must be a number above 0 and at most 1")
+    return float(value)
+
+
+def _sha256(document: dict[str, Any], name: str, what: str) -> str:
+    digest = _string(document, name, what)
+    if not SHA256_PATTERN.fullmatch(digest):
+        raise ReleaseRefused(f"{what}: {name} is not a sha256")
+    return digest
+
+
 def _checked_name(value: str, what: str) -> str:
     try:
         return check_name(value, what)
@@ -248,38 +270,154 @@ class ReleaseManifest:
 
 
 @dataclass(frozen=True)
+class ReleaseRef:
+    """A release as a pointer names it: its version and the sha256 of its ``release.json``."""
+
+    version: str
+    release_sha256: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A release in a staged rollout: the kiosks whose cohort position (edge/runtime/cohort.py) is
+    below ``fraction`` run it, or with ``shadow`` run it beside the stable one without showing its
+    words. ``step`` counts the rollout's steps (1 when it starts); the bake time of a step counts
+    from ``stepped``."""
+
+    version: str
+    release_sha256: str
+    fraction: float
+    shadow: bool
+    started: str
+    step: int = 1
+    stepped: str = ""
+
+    @property
+    def ref(self) -> ReleaseRef:
+        return ReleaseRef(self.version, self.release_sha256)
+
+    @property
+    def step_began(self) -> str:
+        """When the current step began (the first one began with the rollout)."""
+        return self.stepped or self.started
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "release_sha256": self.release_sha256,
+            "fraction": self.fraction,
+            "shadow": self.shadow,
+            "started": self.started,
+            "step": self.step,
+            "stepped": self.step_began,
+        }
+
+    @classmethod
+    def parse(cls, value: Any, what: str) -> Candidate:
+        """The candidate object of a verified pointer; unknown keys are ignored (added later)."""
+        what = f"{what}: candidate"
+        if not isinstance(value, dict):
+            raise ReleaseRefused(f"{what} must be an object")
+        shadow = value.get("shadow")
+        if not isinstance(shadow, bool):
+            raise ReleaseRefused(f"{what}: shadow must be true or false")
+        started = _string(value, "started", what)
+        return cls(
+            _checked_name(_string(value, "version", what), "version"),
+            _sha256(value, "release_sha256", what),
+            _fraction(value, "fraction", what),
+            shadow,
+            started,
+            max(1, _integer(value, "step", what)),
+            _string(value, "stepped", what) if "stepped" in value else started,
+        )
+
+
+@dataclass(frozen=True)
+class RolloutEntry:
+    """One decision that changed the pointer: what was decided about which candidate, why, with
+    which thresholds (the flags of ``asl-edge rollout step``), when, and at which sequence."""
+
+    decision: str
+    version: str
+    why: str
+    thresholds: dict[str, Any]
+    at: str
+    sequence: int
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "version": self.version,
+            "why": self.why,
+            "thresholds": dict(self.thresholds),
+            "at": self.at,
+            "sequence": self.sequence,
+        }
+
+    @classmethod
+    def parse(cls, value: Any, what: str) -> RolloutEntry:
+        what = f"{what}: history"
+        if not isinstance(value, dict) or not isinstance(value.get("thresholds", {}), dict):
+            raise ReleaseRefused(f"{what} entries must be objects")
+        return cls(
+            _string(value, "decision", what),
+            _string(value, "version", what),
+            _string(value, "why", what),
+            dict(value.get("thresholds", {})),
+            _string(value, "at", what),
+            _integer(value, "sequence", what),
+        )
+
+
+@dataclass(frozen=True)
 class ChannelPointer:
-    """``current.json``: which release the channel's kiosks should run."""
+    """``current.json``: which release the channel's kiosks should run (``version``, the stable
+    one), and the candidate of a staged rollout with the rollout's recent decisions."""
 
     version: str
     release_sha256: str
     sequence: int
     promoted: str
     key_id: str = ""
+    candidate: Candidate | None = None
+    history: tuple[RolloutEntry, ...] = ()
+
+    @property
+    def ref(self) -> ReleaseRef:
+        return ReleaseRef(self.version, self.release_sha256)
 
     def document(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "schema": POINTER_SCHEMA,
             "version": self.version,
             "release_sha256": self.release_sha256,
             "sequence": self.sequence,
             "promoted": self.promoted,
         }
+        if self.candidate is not None:
+            document["candidate"] = self.candidate.document()
+        if self.history:
+            document["history"] = [entry.document() for entry in self.history[-HISTORY_LIMIT:]]
+        return document
 
     @classmethod
     def verify(cls, data: bytes, trusted: dict[str, Any]) -> ChannelPointer:
         what = f"{POINTER_FILE} (pointing to {claimed_version(data)})"
         document = verify_document(data, POINTER_SCHEMA, trusted, what)
         version = _checked_name(_string(document, "version", what), "version")
-        digest = _string(document, "release_sha256", what)
-        if not SHA256_PATTERN.fullmatch(digest):
-            raise ReleaseRefused(f"{what}: release_sha256 is not a sha256")
+        history = document.get("history", [])
+        if not isinstance(history, list):
+            raise ReleaseRefused(f"{what}: history must be a list")
+        candidate = document.get("candidate")
         return cls(
             version,
-            digest,
+            _sha256(document, "release_sha256", what),
             _integer(document, "sequence", what),
             _string(document, "promoted", what),
             str(document["key_id"]),
+            None if candidate is None else Candidate.parse(candidate, what),
+            tuple(RolloutEntry.parse(entry, what) for entry in history),
         )
 
     @staticmethod

@@ -176,6 +176,20 @@ def _workers(workers: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _cohort(health: dict[str, Any]) -> str:
+    """The kiosk's part in a staged rollout, and its shadow model's work."""
+    cohort = health.get("cohort")
+    if cohort is None:
+        return "none (no release channel, or no pointer read yet)"
+    shadow = health.get("shadow_version")
+    if not shadow:
+        return f"{cohort}; no shadow model"
+    return (
+        f"{cohort}; release {shadow} in shadow: signs read {health.get('shadow_signs')}, skipped "
+        f"{health.get('shadow_skipped')}, p50 {_ms(health.get('shadow_inference_ms_p50'))}"
+    )
+
+
 def format_status(report: StatusReport) -> str:
     """A readable summary, one fact a line."""
     lines = [
@@ -202,6 +216,7 @@ def format_status(report: StatusReport) -> str:
             f"on {health.get('backend')} ({health.get('backend_reason')})",
             f"model reload  {health.get('model_reload_error') or 'ok'}",
             f"model update  {health.get('model_update_error') or 'ok'}",
+            f"cohort        {_cohort(health)}",
             f"latency       inference p50 {_ms(health.get('inference_ms_p50'))}, "
             f"p95 {_ms(health.get('inference_ms_p95'))}; sign end to publish "
             f"p50 {_ms(health.get('sign_end_to_publish_ms_p50'))}, "

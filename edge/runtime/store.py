@@ -84,6 +84,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # The release version that made each prediction ("" for a local bundle, and for older rows).
     ("ALTER TABLE predictions ADD COLUMN model_version TEXT NOT NULL DEFAULT ''",),
+    # Staged rollouts: the kiosk's cohort when it predicted, and a candidate's answer in shadow
+    # (filled in when it arrives; NULL where no shadow ran on the sign).
+    (
+        "ALTER TABLE predictions ADD COLUMN cohort TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE predictions ADD COLUMN shadow_version TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE predictions ADD COLUMN shadow_word TEXT",
+        "ALTER TABLE predictions ADD COLUMN shadow_confidence REAL",
+    ),
 )
 DB_SCHEMA = len(_MIGRATIONS)
 
@@ -121,6 +129,7 @@ class PredictionRecord:
     created_at: float = 0.0
     backend: str = ""
     model_version: str = ""  # the release that made it; "" for a local bundle
+    cohort: str = ""  # canary or stable in a staged rollout; "" without a release channel
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,10 @@ class SyncRow:
     backend: str
     clip_file: str | None = None
     model_version: str = ""
+    cohort: str = ""
+    shadow_version: str = ""
+    shadow_word: str | None = None
+    shadow_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -188,7 +201,8 @@ class StoreUsage:
 
 _SYNC_ROW_SQL = (
     "SELECT f.id, f.prediction_id, f.received_at, p.created_at, f.predicted_word, p.confidence, p.top_k, "
-    "f.correct, f.label, p.model_id, p.backend, f.clip_file, p.model_version "
+    "f.correct, f.label, p.model_id, p.backend, f.clip_file, p.model_version, p.cohort, p.shadow_version, "
+    "p.shadow_word, p.shadow_confidence "
     "FROM feedback f JOIN predictions p ON p.id = f.prediction_id "
 )  # in SyncRow's field order
 
@@ -286,7 +300,7 @@ class Store:
     def add_prediction(self, record: PredictionRecord) -> None:
         self._write(
             "INSERT INTO predictions (id, created_at, word, confidence, top_k, start_s, end_s, latency_ms, "
-            "model_id, backend, model_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "model_id, backend, model_version, cohort) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.created_at or time.time(),
@@ -299,7 +313,15 @@ class Store:
                 record.model_id,
                 record.backend,
                 record.model_version,
+                record.cohort,
             ),
+        )
+
+    def set_shadow(self, prediction_id: str, version: str, word: str, confidence: float) -> None:
+        """A shadow model's answer on a stored prediction (it comes after the serving one)."""
+        self._write(
+            "UPDATE predictions SET shadow_version = ?, shadow_word = ?, shadow_confidence = ? WHERE id = ?",
+            (version, word, confidence, prediction_id),
         )
 
     def prediction_word(self, prediction_id: str) -> str | None:

@@ -118,6 +118,15 @@ CSV_FIELDS: tuple[tuple[str, CellOf], ...] = (
     ("backend", lambda row, device, prefix: safe_cell(row.backend)),
     ("clip_key", _clip_cell),
     ("model_version", lambda row, device, prefix: safe_cell(row.model_version)),
+    ("cohort", lambda row, device, prefix: safe_cell(row.cohort)),
+    ("shadow_version", lambda row, device, prefix: safe_cell(row.shadow_version)),
+    ("shadow_word", lambda row, device, prefix: safe_cell(row.shadow_word or "")),
+    (
+        "shadow_confidence",
+        lambda row, device, prefix: (
+            "" if row.shadow_confidence is None else repr(float(row.shadow_confidence))
+        ),
+    ),
 )
 CSV_COLUMNS = tuple(name for name, _ in CSV_FIELDS)
 
