@@ -186,6 +186,20 @@ def cmd_rollout_step(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _synced_feedback(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """The arguments of a command that reads what the kiosks synced (dataset build, fleet report)."""
+    parser.add_argument(
+        "source", metavar="s3://BUCKET/PREFIX", help="where the kiosks sync ([sync] bucket and prefix)"
+    )
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS S3)")
+    parser.add_argument(
+        "--credentials-file",
+        help="AWS shared-credentials file (default: the AWS chain; without any, requests go unsigned)",
+    )
+    parser.add_argument("--since", type=day, help="first day (YYYY-MM-DD, UTC) of the batches read")
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     calibrate = commands.add_parser(
         "calibrate",
@@ -236,20 +250,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="a versioned dataset (videos, labels.txt, split.json, manifest.json) from synced feedback and "
         "consented clips",
     )
-    build.add_argument(
-        "source", metavar="s3://BUCKET/PREFIX", help="where the kiosks sync ([sync] bucket and prefix)"
-    )
-    build.add_argument(
-        "--out",
-        required=True,
-        help="the dataset directory (its .cache/ makes reruns fetch only what changed)",
-    )
-    build.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS S3)")
-    build.add_argument(
-        "--credentials-file",
-        help="AWS shared-credentials file (default: the AWS chain; without any, requests go unsigned)",
-    )
-    build.add_argument("--since", type=day, help="first day (YYYY-MM-DD, UTC) of the batches read")
+    _synced_feedback(build, "the dataset directory (its .cache/ makes reruns fetch only what changed)")
     build.add_argument("--until", type=day, help="last day (YYYY-MM-DD, UTC) of the batches read")
     build.add_argument(
         "--labels",
@@ -306,16 +307,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="accuracy per release (serving and shadow), cohort, word and kiosk with intervals, the paired "
         "shadow table and the feedback volume: report.json and an offline report.html",
     )
-    report.add_argument(
-        "source", metavar="s3://BUCKET/PREFIX", help="where the kiosks sync ([sync] bucket and prefix)"
-    )
-    report.add_argument("--out", required=True, help="the report's folder (its .cache/ keeps the batches)")
-    report.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS S3)")
-    report.add_argument(
-        "--credentials-file",
-        help="AWS shared-credentials file (default: the AWS chain; without any, requests go unsigned)",
-    )
-    report.add_argument("--since", type=day, help="first day (YYYY-MM-DD, UTC) of the batches read")
+    _synced_feedback(report, "the report's folder (its .cache/ keeps the batches)")
     report.add_argument(
         "--confidence", type=number(float, 0.5, 0.999), default=0.95, help="of the intervals (0.95)"
     )
