@@ -22,7 +22,7 @@ demo-clips: setup
 	$(PY) -m edge.demo.showcase
 
 test: setup
-	$(PY) -m pytest -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 # The runtime tests on the Jetson's NumPy, ONNX Runtime and OpenCV, in .venv-jetson.
 test-jetson: setup

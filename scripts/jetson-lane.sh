@@ -60,4 +60,4 @@ for module in "${not_here[@]}"; do
 done
 cd "$here"
 ASL_EDGE_TEST_TINY_BUNDLE="$bundle/tiny" "$lane/bin/python" -m pytest -m "not buildtime" "${ignores[@]}" \
-    -n "${PYTEST_JOBS:-3}" --dist loadfile "$@"
+    -n "${PYTEST_JOBS:-3}" --dist loadgroup "$@"

@@ -42,6 +42,24 @@ DAEMON_COMMANDS = {
     "screen": "a browser",
 }
 TORCH_MISSING = importlib.util.find_spec("torch") is None
+# Under pytest-xdist (make test: --dist loadgroup) each module runs on one worker, as with
+# loadfile, except these, which share one worker and so run one after another: the ones that keep
+# both cores busy (training, export, calibration, the full-size checks) and the ones that time a
+# real-time source (an RTSP camera killed and frozen, reloads awaited against a clock). Two of them
+# at once on a 2-core machine starve each other's frames.
+SERIAL_MODULES = frozenset(
+    {
+        "test_calibration",
+        "test_demo",
+        "test_engines",
+        "test_evaluate",
+        "test_export",
+        "test_field",
+        "test_finetune",
+        "test_openvino",
+        "test_reload",
+    }
+)
 TESTS = Path(__file__).resolve().parent
 
 
@@ -150,6 +168,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.buildtime)
         if item.get_closest_marker("service") is None and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.unit)
+        module = item.path.stem
+        item.add_marker(pytest.mark.xdist_group("serial" if module in SERIAL_MODULES else module))
         if TORCH_MISSING and item.get_closest_marker("buildtime") is not None:
             item.add_marker(
                 pytest.mark.skip(reason="needs PyTorch and the build-time stack: pip install -e '.[convert]'")
