@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +23,7 @@ from edge.demo.s3store import SeaweedFS, free_port_pair
 
 __all__ = [
     "ROOT",
+    "DaemonProcess",
     "Mosquitto",
     "MqttSubscriber",
     "SeaweedFS",
@@ -42,23 +46,53 @@ def synthetic_sentence(folder: Path, seed: int = 31) -> Path:
     return folder / "sentences" / "00000.mp4"
 
 
+class DaemonProcess(subprocess.Popen):
+    """``asl-edge ARGS`` from this checkout, its log written to a file rather than a pipe: a pipe
+    nobody reads until the end fills and then blocks the daemon's logging, and with it the thread
+    that logs. ``communicate`` and ``log`` return the log as text."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self._log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (as long as the process)
+        super().__init__(
+            [sys.executable, "-m", "asl_edge", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            text=True,
+        )
+
+    def log(self) -> str:
+        self._log.seek(0)
+        return self._log.read()
+
+    def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[str, str]:
+        """Wait for the exit; the daemon's stdout is discarded, its log is the second item."""
+        self.wait(timeout)
+        return "", self.log()
+
+
 @contextlib.contextmanager
-def running_daemon(config: Path) -> Iterator[subprocess.Popen[str]]:
-    """``asl-edge run --config CONFIG`` from this checkout, its log on the piped stderr; killed on
-    the way out if the test did not stop it."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "asl_edge", "run", "--config", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def running_daemon(config: Path) -> Iterator[DaemonProcess]:
+    """``asl-edge run --config CONFIG``; killed on the way out if the test did not stop it; when the
+    test fails, the daemon's log goes to the test's captured output."""
+    # A daemon still running when the test fails is aborted, and faulthandler writes every
+    # thread's stack into its log: a hang shows where it hangs.
+    process = DaemonProcess("run", "--config", str(config), env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     try:
         yield process
+    except BaseException:
+        if process.poll() is None:
+            process.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+        print(f"--- the daemon's log (last 12000 characters) ---\n{process.log()[-12000:]}")
+        raise
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+        process._log.close()
 
 
 class MqttSubscriber:

@@ -5,8 +5,6 @@ import io
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from asl_edge.cli import main
 from tests.conftest import AUTO_CPU_BACKEND
-from tests.services import Mosquitto, MqttSubscriber, SeaweedFS
+from tests.services import DaemonProcess, Mosquitto, MqttSubscriber, SeaweedFS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,17 +80,11 @@ def _config(tmp_path: Path, video: Path, port: int, **source) -> Path:
     return path
 
 
-def _run(config: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "asl_edge", "run", "--config", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _run(config: Path) -> DaemonProcess:
+    return DaemonProcess("run", "--config", str(config))
 
 
-def _terminate_promptly(process: subprocess.Popen, within_s: float = 8.0) -> None:
+def _terminate_promptly(process: DaemonProcess, within_s: float = 8.0) -> None:
     """SIGTERM: the daemon finishes the sign in progress, flushes and exits 0 in time."""
     stopped_at = time.monotonic()
     process.send_signal(signal.SIGTERM)

@@ -319,7 +319,7 @@ def fleet(tmp_path_factory):
         with running_daemon(config) as daemon:
             predictions = _answer_signs(broker)
             daemon.send_signal(signal.SIGTERM)
-            assert daemon.wait(timeout=30) == 0, daemon.stderr.read()[-2000:] if daemon.stderr else ""
+            assert daemon.wait(timeout=30) == 0, daemon.log()[-2000:]
         _gone_kiosk(folder / "gone", s3)
         listing = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]]
         batches = [key for key in listing if key.startswith(f"{PREFIX}/device={KIOSK}/")]

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import ROOT, Mosquitto, MqttSubscriber, free_port, running_daemon, synthetic_sentence
+from tests.services import (
+    ROOT,
+    DaemonProcess,
+    Mosquitto,
+    MqttSubscriber,
+    free_port,
+    running_daemon,
+    synthetic_sentence,
+)
 
 DEVICE = "kiosk-field"
 
@@ -70,7 +78,7 @@ def _config(tmp_path: Path, port: int, source: str, **sections: str) -> Path:
     return path
 
 
-def _stop(daemon: subprocess.Popen) -> str:
+def _stop(daemon: DaemonProcess) -> str:
     daemon.send_signal(signal.SIGTERM)
     _, err = daemon.communicate(timeout=20)
     assert daemon.returncode == 0, err[-3000:]
@@ -293,13 +301,7 @@ def test_readiness_and_watchdog_follow_the_inference_loop_not_the_camera(broker,
     listener.bind(address)
     listener.settimeout(20)
     config = _config(tmp_path, broker.port, 'uri = "v4l2:///dev/video-missing"\nreconnect_max_s = 0.5')
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "asl_edge", "run", "--config", str(config)],
-        cwd=ROOT,
-        env={**os.environ, "NOTIFY_SOCKET": address},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = DaemonProcess("run", "--config", str(config), env={**os.environ, "NOTIFY_SOCKET": address})
     messages: list[str] = []
     try:
         deadline = time.monotonic() + 30

@@ -9,7 +9,6 @@ import shutil
 import signal
 import sqlite3
 import stat
-import subprocess
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from edge.runtime.releases import (
 from edge.runtime.store import DB_FILE
 from tests.browser import wait_for
 from tests.conftest import AUTO_CPU_BACKEND
-from tests.services import Mosquitto, MqttSubscriber, SeaweedFS, SlowLink, running_daemon
+from tests.services import DaemonProcess, Mosquitto, MqttSubscriber, SeaweedFS, SlowLink, running_daemon
 
 BUCKET = "models"
 
@@ -332,7 +331,7 @@ def _stored_model_version(state: Path, prediction_id: str) -> str:
     return version
 
 
-def _stop(daemon: subprocess.Popen) -> str:
+def _stop(daemon: DaemonProcess) -> str:
     daemon.send_signal(signal.SIGTERM)
     _, log = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, log[-3000:]
@@ -434,10 +433,10 @@ def test_a_running_daemon_adopts_refuses_and_rolls_back_releases_and_restarts_of
     health.close()
 
 
-def _wait_for_bytes(path: Path, at_least: int, daemon: subprocess.Popen, timeout_s: float = 60.0) -> None:
+def _wait_for_bytes(path: Path, at_least: int, daemon: DaemonProcess, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not (path.is_file() and path.stat().st_size >= at_least):
-        assert daemon.poll() is None, daemon.stderr.read()[-3000:]
+        assert daemon.poll() is None, daemon.log()[-3000:]
         assert time.monotonic() < deadline, f"{path} never reached {at_least} bytes"
         time.sleep(0.02)
 
