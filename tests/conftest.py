@@ -23,9 +23,11 @@ import pytest
 from tests.tiers import (
     PREBUILT_BUNDLE_ENV,
     _unit_tests_start_no_service,
+    pytest_collection_finish,
     pytest_collection_modifyitems,
     pytest_ignore_collect,
     pytest_report_header,
+    pytest_runtest_setup,
 )
 
 if TYPE_CHECKING:
@@ -33,9 +35,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "_unit_tests_start_no_service",
+    "pytest_collection_finish",
     "pytest_collection_modifyitems",
     "pytest_ignore_collect",
     "pytest_report_header",
+    "pytest_runtest_setup",
 ]
 
 # What [model] backend = "auto" runs on this machine without TensorRT: OpenVINO on an x86 CPU where it

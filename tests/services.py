@@ -82,11 +82,12 @@ def running_daemon(config: Path) -> Iterator[DaemonProcess]:
     try:
         yield process
     except BaseException:
+        state = "was running, aborted" if process.poll() is None else f"had exited ({process.returncode})"
         if process.poll() is None:
             process.send_signal(signal.SIGABRT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(10)
-        print(f"--- the daemon's log (last 12000 characters) ---\n{process.log()[-12000:]}")
+        print(f"--- the daemon {state}; its log (last 12000 characters) ---\n{process.log()[-12000:]}")
         raise
     finally:
         if process.poll() is None:

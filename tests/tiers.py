@@ -176,6 +176,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
 
 
+LOADGROUP_BROKEN = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On an xdist worker under ``--dist loadgroup``: every test's id must carry its group, else the
+    serial modules run beside each other unnoticed (as pytest 9.2 with pytest-xdist 3.8 did); then
+    every test fails, saying so."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    ungrouped = [item.nodeid for item in session.items if "@" not in item.nodeid]
+    if ungrouped:
+        session.config.stash[LOADGROUP_BROKEN] = (
+            f"--dist loadgroup does not group ({ungrouped[0]} has no group in its id), so the serial "
+            "modules of tests/tiers.py would run at once: install the pytest and pytest-xdist that "
+            "requirements/ci.txt pins"
+        )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    broken = item.config.stash.get(LOADGROUP_BROKEN, None)
+    if broken:
+        pytest.fail(broken, pytrace=False)
+
+
 def pytest_report_header(config: pytest.Config) -> str | None:
     if TORCH_MISSING:
         return "tiers: no PyTorch here: modules importing it are not collected, tests needing it skip"
