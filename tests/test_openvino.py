@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from convert.sources import open_source, random_clips
-from edge.core.bundle import DEMO_BUNDLE, OPENVINO_INT8_FILE, load_bundle
+from edge.core.bundle import DEMO_BUNDLE, OPENVINO_INT8_FILE, load_bundle, sha256_of, update_manifest
 from edge.core.errors import BackendError, BundleError
 from edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edge.runtime.backends.openvino import OpenVinoBackend, cpu_capabilities, import_openvino
@@ -169,10 +169,33 @@ def test_auto_works_without_openvino():
     assert "OpenVINO is not installed" in result.stdout
 
 
-def test_corrupt_model_is_a_backend_error_in_one_line(demo_copy):
-    (demo_copy / "model.onnx").write_bytes(b"not a model")
-    with pytest.raises(
-        BackendError, match="OpenVINO cannot compile the model: Unable to read the model"
-    ) as error:
-        OpenVinoBackend(load_bundle(demo_copy, verify=False), "fp32")
+@pytest.mark.parametrize(
+    ("name", "precision", "reason"),
+    [
+        ("model.onnx", "fp32", r"cannot read the model \(onnx\): Model can't be parsed"),
+        ("model.openvino.int8.xml", "int8", r"cannot read the model \(ir\): No document element found"),
+    ],
+)
+def test_corrupt_model_is_a_backend_error_in_one_line_read_by_its_own_frontend_only(
+    demo_copy, name, precision, reason
+):
+    (demo_copy / name).write_bytes(b"not a model")
+    update_manifest(demo_copy, {name: sha256_of(demo_copy / name)}, {})
+    with pytest.raises(BackendError, match=f"{name}: OpenVINO {reason}") as error:
+        OpenVinoBackend(load_bundle(demo_copy, verify=False), precision)
     assert "\n" not in str(error.value)
+    # In a process of its own: no other frontend tried the file (TensorFlow's says so on stderr).
+    code = (
+        "import sys, edge.core.bundle as b, edge.runtime.backends.openvino as o\n"
+        "try:\n    o.OpenVinoBackend(b.load_bundle(sys.argv[1], verify=False), sys.argv[2])\n"
+        "except o.BackendError as e:\n    print(e)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(demo_copy), precision],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == str(error.value), result.stderr[-2000:]
+    assert "tensorflow" not in result.stderr.lower(), result.stderr[-2000:]

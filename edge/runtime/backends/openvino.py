@@ -102,12 +102,37 @@ def choose_precision(requested: str, capabilities: frozenset[str], bundle: Bundl
     return "fp32", "auto: " + "; ".join(skipped)
 
 
+# Lines of OpenVINO's messages that say where in its C++ sources, not what is wrong.
+_SOURCE_LINES = ("Exception from", "Check '", "FrontEnd API failed")
+
+
 def _first_line(exc: Exception) -> str:
     """OpenVINO's message without its trail of C++ source locations."""
     lines = [line.strip() for line in str(exc).splitlines()]
-    return next(
-        (line for line in lines if line and not line.startswith("Exception from")), type(exc).__name__
-    )
+    return next((line for line in lines if line and not line.startswith(_SOURCE_LINES)), type(exc).__name__)
+
+
+# Each model file is read by the frontend of its format and by no other.
+_FRONTENDS = {".xml": "ir", ".onnx": "onnx"}
+
+
+def read_model(model_path: Path) -> Any:
+    """``model_path`` (an OpenVINO IR ``.xml`` beside its ``.bin``, or an ONNX model) read by its
+    own frontend only. Given a path, OpenVINO offers a file its frontend cannot read to every other
+    one it has (TensorFlow, PaddlePaddle, ...), loading their libraries for that: in CI, a daemon
+    that had done so for a broken bundle died of SIGSEGV moments later."""
+    from openvino.frontend import FrontEndManager
+
+    framework = _FRONTENDS.get(model_path.suffix)
+    if framework is None:
+        raise BackendError(f"{model_path}: OpenVINO runs IR (.xml) or ONNX models, not {model_path.suffix!r}")
+    try:
+        frontend = FrontEndManager().load_by_framework(framework)
+        return frontend.convert(frontend.load(str(model_path)))
+    except Exception as exc:  # RuntimeError, or the frontend's own GeneralFailure
+        raise BackendError(
+            f"{model_path}: OpenVINO cannot read the model ({framework}): {_first_line(exc)}"
+        ) from exc
 
 
 def compile_on_cpu(
@@ -123,8 +148,9 @@ def compile_on_cpu(
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         config["CACHE_DIR"] = str(cache_dir)
+    model = read_model(model_path)
     try:
-        compiled = core.compile_model(str(model_path), "CPU", config)
+        compiled = core.compile_model(model, "CPU", config)
     except RuntimeError as exc:
         raise BackendError(f"{model_path}: OpenVINO cannot compile the model: {_first_line(exc)}") from exc
     computed = compiled.get_property("INFERENCE_PRECISION_HINT")
