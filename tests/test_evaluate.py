@@ -171,6 +171,7 @@ def _evaluate(candidate, dataset, report, *extra):
     )
 
 
+@pytest.mark.slow  # evaluates two bundles on the CPU: seconds, not milliseconds
 def test_a_real_improvement_passes_and_the_reports_open_offline(field_test, tmp_path, capsys):
     candidate = mirror_aware_bundle(tmp_path / "candidate")
     assert "has not passed" in gate_problem(load_bundle(candidate))
@@ -195,6 +196,7 @@ def test_a_real_improvement_passes_and_the_reports_open_offline(field_test, tmp_
     assert "labels.txt changed after" in gate_problem(load_bundle(candidate))
 
 
+@pytest.mark.slow  # evaluates two bundles on the CPU: seconds, not milliseconds
 def test_too_few_test_clips_are_inconclusive_and_say_how_many_are_needed(few_tests, tmp_path, capsys):
     candidate = mirror_aware_bundle(tmp_path / "candidate")
     assert _evaluate(candidate, few_tests, tmp_path / "r", "--regression-count", "12", "--margin", "0.1") == 1
@@ -204,6 +206,7 @@ def test_too_few_test_clips_are_inconclusive_and_say_how_many_are_needed(few_tes
     assert load_bundle(candidate).manifest["gate"]["verdict"] == INCONCLUSIVE
 
 
+@pytest.mark.slow  # evaluates two bundles on the CPU: seconds, not milliseconds
 def test_a_candidate_with_rotated_labels_fails(few_tests, tmp_path, capsys):
     candidate = shutil.copytree(DEMO_BUNDLE, tmp_path / "rotated")
     labels = (candidate / LABELS_FILE).read_text().split()

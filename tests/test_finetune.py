@@ -102,6 +102,7 @@ def test_finetune_resumed_after_kill_has_the_weights_of_an_uninterrupted_run(lef
     assert bundle.manifest["checkpoint"]["sha256"] == load_bundle(whole).manifest["checkpoint"]["sha256"]
 
 
+@pytest.mark.slow  # two training processes under torchrun
 def test_finetune_runs_as_two_cpu_processes_under_torchrun(left_dataset, tmp_path):
     out = tmp_path / "ddp"
     command = [
