@@ -82,8 +82,9 @@ def running_daemon(config: Path) -> Iterator[DaemonProcess]:
     try:
         yield process
     except BaseException:
-        state = "was running, aborted" if process.poll() is None else f"had exited ({process.returncode})"
-        if process.poll() is None:
+        running = process.poll() is None
+        state = "was running, aborted" if running else f"had exited ({process.returncode})"
+        if running:
             process.send_signal(signal.SIGABRT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(10)

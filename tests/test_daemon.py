@@ -14,8 +14,6 @@ from asl_edge.cli import main
 from tests.conftest import AUTO_CPU_BACKEND
 from tests.services import DaemonProcess, Mosquitto, MqttSubscriber, SeaweedFS
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
 def sentences(tmp_path_factory):
